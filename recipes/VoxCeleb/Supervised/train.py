@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Supervised ECAPA-TDNN speaker embeddings (AAM-softmax) on VoxCeleb or the
+embedded minivox corpus: the baseline of every method in speechbrain-ssv.
+
+To run (minivox, CPU)::
+
+    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python recipes/VoxCeleb/Supervised/train.py \
+        recipes/VoxCeleb/Supervised/hparams/ecapa_minivox.yaml
+
+Full scale (VoxCeleb2 dev, GPUs)::
+
+    torchrun --nproc_per_node=4 recipes/VoxCeleb/Supervised/train.py \
+        recipes/VoxCeleb/Supervised/hparams/ecapa.yaml --data_folder /data/vox2
+
+Killing the run and re-running the same command resumes from the last
+checkpoint (end of epoch, or every ``ckpt_interval_minutes`` inside one).
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import sys
+
+import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_ssv.brains.supervised import SupervisedBrain
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
+from speechbrain_ssv.recipe_utils import (
+    check_classifier_size,
+    export_and_report,
+    final_verification,
+    prepare_augmentation_data,
+)
+from speechbrain_ssv.utils.hparams import load_hparams
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)
+    hparams = load_hparams(hparams_file, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+    prepare_augmentation_data(hparams)
+
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        hparams["train_annotation"],
+        hparams["valid_annotation"],
+        crop_seconds=hparams["sentence_len"],
+        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
+        sample_rate=hparams["sample_rate"],
+    )
+    check_classifier_size(hparams, label_encoder, hparams_file)
+
+    brain = SupervisedBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["dataloader_options"],
+    )
+    metrics = final_verification(brain, min_key="ErrorRate")
+    export_and_report(brain, hparams, metrics, min_key="ErrorRate")

@@ -1,0 +1,1 @@
+"""One Brain subclass per method: orchestration only."""

@@ -1,0 +1,237 @@
+"""Shared Brain behaviour: embedding waveforms with the recipe's encoder and
+periodic verification on a trial list.
+
+Every method recipe names its encoder pipeline with the same three module
+keys (``compute_features``, ``mean_var_norm``, ``embedding_model``), which is
+also what :mod:`speechbrain_ssv.export` writes for ``EncoderClassifier``.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import os
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_ssv.eval.verification import evaluate_verification
+
+
+def unwrap(module):
+    """Return the module inside a DDP / DataParallel wrapper.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Possibly wrapped module.
+
+    Returns
+    -------
+    torch.nn.Module
+        The bare module.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> unwrap(lin) is lin
+    True
+    """
+    return getattr(module, "module", module)
+
+
+class VerificationBrain(sb.Brain):
+    """Base Brain with an ``encode`` pipeline and trial-list evaluation.
+
+    Hparams it reads (all optional unless verification is wanted):
+    ``verification_file`` (trial list), ``test_annotation`` (CSV of the
+    trial utterances), ``verify_every`` (epochs between evaluations; 0
+    disables), ``verify_batch_size``, ``output_folder``.
+    """
+
+    #: Module keys that form the inference encoder, in order.
+    encoder_keys = ("compute_features", "mean_var_norm", "embedding_model")
+
+    def encode(self, wavs, lens, modules=None):
+        """Waveforms -> embeddings ``[B, D]`` through features, normalisation
+        and the embedding model (gradients flow if enabled by the caller).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` waveforms.
+        lens : torch.Tensor
+            ``[B]`` relative lengths.
+        modules : dict-like | None
+            Where to find the three encoder modules; defaults to
+            ``self.modules``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, D]`` embeddings.
+        """
+        modules = self.modules if modules is None else modules
+        feats = modules["compute_features"](wavs)
+        feats = modules["mean_var_norm"](feats, lens)
+        emb = modules["embedding_model"](feats, lens)
+        return emb.reshape(emb.shape[0], -1)
+
+    def inference_encoder(self):
+        """Return an ``encoder_fn(wavs, lens) -> [B, D]`` on the bare
+        (unwrapped) modules in eval mode, for evaluation code.
+
+        Returns
+        -------
+        callable
+            The encoder function.
+        """
+        modules = {k: unwrap(self.modules[k]) for k in self.encoder_keys}
+
+        @torch.no_grad()
+        def encoder_fn(wavs, lens):
+            return self.encode(wavs.to(self.device), lens.to(self.device), modules)
+
+        return encoder_fn
+
+    def should_verify(self, epoch):
+        """True when the trial list should be scored at the end of ``epoch``.
+
+        Arguments
+        ---------
+        epoch : int
+            The epoch that just finished.
+
+        Returns
+        -------
+        bool
+            Whether to run verification now.
+        """
+        every = getattr(self.hparams, "verify_every", 0) or 0
+        if every <= 0 or not getattr(self.hparams, "verification_file", None):
+            return False
+        last = epoch == self.hparams.epoch_counter.limit
+        return last or epoch % every == 0
+
+    def verify(self, out_dir, model_tag):
+        """Score the trial list with the current encoder (main process only).
+
+        Arguments
+        ---------
+        out_dir : str
+            Where scores, metrics and plots go.
+        model_tag : str
+            Identifies the weights, so cached embeddings of other weights are
+            not reused.
+
+        Returns
+        -------
+        dict | None
+            Metrics (``eer``, ``min_dcf@0.01``, ...) on the main process,
+            ``None`` elsewhere.
+        """
+        if not if_main_process():
+            return None
+        was_training = {k: unwrap(self.modules[k]).training for k in self.encoder_keys}
+        for k in self.encoder_keys:
+            unwrap(self.modules[k]).eval()
+        try:
+            metrics = evaluate_verification(
+                self.inference_encoder(),
+                self.test_utterances(),
+                self.hparams.verification_file,
+                out_dir,
+                model_tag=model_tag,
+                batch_size=getattr(self.hparams, "verify_batch_size", 8),
+                device=self.device,
+            )
+        finally:
+            for k, mode in was_training.items():
+                unwrap(self.modules[k]).train(mode)
+        return metrics
+
+    def test_utterances(self):
+        """Map utterance id -> wav path for the trial list's utterances.
+
+        Returns
+        -------
+        dict
+            ``{utt_id: wav_path}`` read from ``hparams.test_annotation``.
+        """
+        from speechbrain_ssv.eval.verification import utt_to_wav_from_csv
+
+        if not hasattr(self, "_test_utts"):
+            self._test_utts = utt_to_wav_from_csv(self.hparams.test_annotation)
+        return self._test_utts
+
+    def verification_stats(self, epoch):
+        """Run verification if due and return stats to log (EER and minDCF in
+        percent, as SpeechBrain's recipes log them).
+
+        Arguments
+        ---------
+        epoch : int
+            The epoch that just finished.
+
+        Returns
+        -------
+        dict
+            Possibly empty dict of stats.
+        """
+        if not self.should_verify(epoch):
+            return {}
+        out_dir = os.path.join(self.hparams.output_folder, "verification", f"epoch{epoch}")
+        metrics = self.verify(out_dir, model_tag=f"epoch{epoch}-step{self.optimizer_step}")
+        if metrics is None:
+            return {}
+        return {
+            "EER": 100 * metrics["eer"],
+            "minDCF": 100 * metrics["min_dcf@0.01"],
+        }
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rate of the step about to happen.
+
+        Step-indexed schedules (``WarmupCosineScheduler``) are pure functions
+        of ``optimizer_step``, which Brain checkpoints, so a resumed run
+        continues the schedule exactly. SpeechBrain's own per-batch
+        schedulers (``on_batch_end``) are stepped in ``on_fit_batch_end``.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        should_step : bool
+            Whether the optimizer steps after this batch.
+        """
+        sched = getattr(self.hparams, "lr_annealing", None)
+        if sched is not None and not hasattr(sched, "on_batch_end") and should_step:
+            sched(self.optimizer, self.optimizer_step)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Step SpeechBrain's per-batch schedulers (e.g. CyclicLRScheduler).
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        outputs : object
+            Forward outputs.
+        loss : torch.Tensor
+            The loss.
+        should_step : bool
+            Whether the optimizer stepped.
+        """
+        sched = getattr(self.hparams, "lr_annealing", None)
+        if sched is not None and hasattr(sched, "on_batch_end") and should_step:
+            sched.on_batch_end(self.optimizer)
+
+    def current_lr(self):
+        """Learning rate of the first param group (for logs).
+
+        Returns
+        -------
+        float
+            The learning rate.
+        """
+        return self.optimizer.param_groups[0]["lr"]

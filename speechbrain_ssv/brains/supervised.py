@@ -1,0 +1,120 @@
+"""Supervised speaker-embedding training (ECAPA-TDNN + AAM-softmax), the
+baseline every self-supervised method is compared with.
+
+It follows SpeechBrain's ``recipes/VoxCeleb/SpeakerRec`` Brain, plus
+periodic verification on the trial list and step-indexed LR schedules.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import speechbrain as sb
+
+from speechbrain_ssv.brains.base import VerificationBrain
+
+
+class SupervisedBrain(VerificationBrain):
+    """Speaker classification with a margin softmax on top of the encoder.
+
+    Hparams it reads: ``wav_augment`` (optional Augmenter), ``compute_cost``,
+    ``error_stats``, ``train_logger``, ``checkpointer``, ``epoch_counter``,
+    ``lr_annealing`` and the verification keys of :class:`VerificationBrain`.
+    Modules: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
+    ``classifier``.
+    """
+
+    def compute_forward(self, batch, stage):
+        """Augment (training only), embed, classify.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``sig`` and ``spk_id_encoded``.
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+
+        Returns
+        -------
+        tuple
+            (cosine logits ``[B, 1, C]``, relative lengths).
+        """
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        augment = getattr(self.hparams, "wav_augment", None)
+        if stage == sb.Stage.TRAIN and augment is not None:
+            wavs, lens = augment(wavs, lens)
+        emb = self.encode(wavs, lens).unsqueeze(1)
+        return self.modules.classifier(emb), lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Margin-softmax loss; classification error on VALID/TEST.
+
+        Arguments
+        ---------
+        predictions : tuple
+            Output of :meth:`compute_forward`.
+        batch : PaddedBatch
+            The batch.
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        logits, lens = predictions
+        spkid, _ = batch.spk_id_encoded
+        augment = getattr(self.hparams, "wav_augment", None)
+        if stage == sb.Stage.TRAIN and augment is not None:
+            spkid = augment.replicate_labels(spkid)
+        loss = self.hparams.compute_cost(logits, spkid, lens)
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics.append(batch.id, logits, spkid, lens)
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the classification-error tracker on VALID/TEST.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        epoch : int | None
+            The epoch.
+        """
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics = self.hparams.error_stats()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log, verify on the trial list when due, checkpoint.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        stage_loss : float
+            Average loss of the stage.
+        epoch : int | None
+            The epoch.
+        """
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats["ErrorRate"] = self.error_metrics.summarize("average")
+        if stage == sb.Stage.VALID:
+            stats.update(self.verification_stats(epoch))
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": self.current_lr()},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta=stats, min_keys=["ErrorRate"], num_to_keep=2
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )

@@ -1,0 +1,380 @@
+"""Export a recipe checkpoint as a folder that SpeechBrain's
+``EncoderClassifier.from_hparams(source=folder)`` and
+``SpeakerRecognition.verify_files`` load offline.
+
+The folder holds ``hyperparams.yaml`` + ``embedding_model.ckpt`` (and
+``classifier.ckpt`` / ``label_encoder.ckpt`` when the recipe trained a
+classifier, ``mean_var_norm.ckpt`` when the feature normaliser has
+statistics). The Pretrainer has no ``paths:`` block, so the folder is
+relocatable, and the yaml names exactly the classes the training yaml used
+(stock SpeechBrain ones for ECAPA), so loading needs no speechbrain-ssv.
+
+SpeechBrain loads state dicts non-strictly: a mis-keyed file would leave the
+model random with only a warning. The export therefore saves the bare
+encoder's state dict and re-loads the folder to check every tensor is
+bit-identical.
+
+Usage::
+
+    python -m speechbrain_ssv.export results/supervised_minivox/1986/save \
+        --out pretrained/ecapa_minivox
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import argparse
+import io
+import json
+import os
+import shutil
+import tempfile
+
+import torch
+from hyperpyyaml import resolve_references
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.io import save_torch
+
+FEATURE_KEYS = ("compute_features", "mean_var_norm")
+EXPORT_MARKER = "export_info.json"
+
+
+def find_checkpoint(path, min_key=None, max_key=None):
+    """Resolve ``path`` to one ``CKPT+...`` folder.
+
+    Arguments
+    ---------
+    path : str
+        A ``CKPT+...`` folder, or a recipe ``save`` folder holding several.
+    min_key : str | None
+        Pick the checkpoint with the lowest value of this meta key.
+    max_key : str | None
+        Pick the checkpoint with the highest value of this meta key.
+
+    Returns
+    -------
+    str
+        The checkpoint folder (the most recent one when no key is given).
+    """
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, "CKPT.yaml")):
+        return path
+    if not os.path.isdir(path):
+        raise SSVInputError(path, "checkpoint folder does not exist")
+    ckpter = Checkpointer(path)
+    kwargs = {}
+    if min_key is not None:
+        kwargs["min_key"] = min_key
+    if max_key is not None:
+        kwargs["max_key"] = max_key
+    try:
+        ckpt = ckpter.find_checkpoint(**kwargs)
+    except KeyError as err:
+        raise SSVInputError(
+            path, f"no checkpoint has the meta key {err}; use --min-key/--max-key "
+            "with a key the recipe logged, or none for the most recent"
+        ) from None
+    if ckpt is None:
+        raise SSVInputError(path, "holds no CKPT+* checkpoint folder")
+    return str(ckpt.path)
+
+
+def _training_hparams(ckpt_dir, hparams_file=None):
+    if hparams_file is None:
+        hparams_file = os.path.join(os.path.dirname(os.path.dirname(ckpt_dir)), "hyperparams.yaml")
+    if not os.path.isfile(hparams_file):
+        raise SSVInputError(
+            hparams_file,
+            "training hyperparams.yaml not found (it is written to the recipe's "
+            "output folder); pass it with --hparams",
+        )
+    with open(hparams_file, encoding="utf-8") as fin:
+        resolved = resolve_references(fin, {}).getvalue()
+    return hparams_file, YAML().load(resolved)
+
+
+def _copy_node(node, **updates):
+    """Copy a tagged yaml mapping (dropping comments), updating some keys."""
+    new = CommentedMap()
+    for k, v in node.items():
+        new[k] = updates.pop(k, v)
+    new.update(updates)
+    if getattr(node, "tag", None) is not None and node.tag.value:
+        new.yaml_set_ctag(node.tag)
+    return new
+
+
+def _load_state(path, prefix=""):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise SSVInputError(path, "is not a state_dict checkpoint")
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise SSVInputError(path, f"has no parameter whose name starts with {prefix!r}")
+    # DDP wraps modules; the bare module must load without the prefix.
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def export_checkpoint(
+    checkpoint,
+    out_dir,
+    hparams_file=None,
+    encoder_key="embedding_model",
+    state_prefix="",
+    classifier_key="classifier",
+    label_encoder_file=None,
+    min_key=None,
+    max_key=None,
+    verify=True,
+    extra_info=None,
+):
+    """Write an ``EncoderClassifier`` folder from a recipe checkpoint.
+
+    Arguments
+    ---------
+    checkpoint : str
+        ``CKPT+...`` folder or the recipe's ``save`` folder.
+    out_dir : str
+        Destination folder (replaced atomically if it is an earlier export;
+        refused if it holds anything else).
+    hparams_file : str | None
+        Training ``hyperparams.yaml`` (default: the one in the recipe's
+        output folder, the parent of ``save``).
+    encoder_key : str
+        Training-yaml key (and checkpoint recoverable name) of the encoder.
+    state_prefix : str
+        Keep only parameters under this prefix (e.g. ``"backbone."`` when the
+        encoder was saved inside a wrapper).
+    classifier_key : str | None
+        Key of the speaker classifier, exported when present.
+    label_encoder_file : str | None
+        The recipe's ``label_encoder.txt`` (default: in the save folder).
+    min_key, max_key : str | None
+        Checkpoint selection when ``checkpoint`` is a save folder.
+    verify : bool
+        Re-load the folder with ``EncoderClassifier`` and check the weights
+        are bit-identical.
+    extra_info : dict | None
+        Added to ``export_info.json`` (e.g. the evaluation metrics).
+
+    Returns
+    -------
+    str
+        ``out_dir``.
+    """
+    ckpt_dir = find_checkpoint(checkpoint, min_key, max_key)
+    hparams_file, train_yaml = _training_hparams(ckpt_dir, hparams_file)
+    for key in (*FEATURE_KEYS, encoder_key):
+        if key not in train_yaml:
+            raise SSVInputError(hparams_file, f"has no key '{key}' to export")
+    enc_ckpt = os.path.join(ckpt_dir, f"{encoder_key}.ckpt")
+    if not os.path.isfile(enc_ckpt):
+        raise SSVInputError(ckpt_dir, f"has no {encoder_key}.ckpt (recoverables differ?)")
+
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, EXPORT_MARKER)):
+        if os.listdir(out_dir):
+            raise SSVInputError(out_dir, "exists and is not an earlier export; refusing to overwrite it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=".export.", dir=parent)
+    try:
+        files = _write_folder(
+            tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
+            classifier_key, label_encoder_file,
+        )
+        info = {
+            "checkpoint": ckpt_dir,
+            "training_hparams": hparams_file,
+            "encoder_key": encoder_key,
+            "files": sorted(files),
+        }
+        info.update(extra_info or {})
+        with open(os.path.join(tmp_dir, EXPORT_MARKER), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+        if verify:
+            verify_export(tmp_dir)
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=".export-old.", dir=parent)
+            os.replace(out_dir, os.path.join(old, "x"))
+            os.replace(tmp_dir, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
+                  classifier_key, label_encoder_file):
+    inference = CommentedMap()
+    loadables = CommentedMap()
+    files = []
+
+    inference["compute_features"] = _copy_node(train_yaml["compute_features"])
+    inference["mean_var_norm"] = _copy_node(train_yaml["mean_var_norm"])
+    norm_ckpt = os.path.join(ckpt_dir, "normalizer.ckpt")
+    norm_type = train_yaml["mean_var_norm"].get("norm_type", "global")
+    if norm_type != "sentence" and os.path.isfile(norm_ckpt):
+        # Global/batch statistics are state; sentence-level CMN has none.
+        shutil.copyfile(norm_ckpt, os.path.join(tmp_dir, "mean_var_norm.ckpt"))
+        loadables["mean_var_norm"] = "mean_var_norm"
+        files.append("mean_var_norm.ckpt")
+
+    inference["embedding_model"] = _copy_node(train_yaml[encoder_key])
+    save_torch(
+        os.path.join(tmp_dir, "embedding_model.ckpt"),
+        _load_state(os.path.join(ckpt_dir, f"{encoder_key}.ckpt"), state_prefix),
+    )
+    loadables["embedding_model"] = "embedding_model"
+    files.append("embedding_model.ckpt")
+
+    cls_ckpt = os.path.join(ckpt_dir, f"{classifier_key}.ckpt") if classifier_key else None
+    if cls_ckpt and os.path.isfile(cls_ckpt) and classifier_key in train_yaml:
+        state = _load_state(cls_ckpt)
+        weight = state["weight"]
+        # The yaml's out_n_neurons may exceed the label count; the weight
+        # shape is the truth (SpeechBrain never checks it).
+        inference["classifier"] = _copy_node(
+            train_yaml[classifier_key],
+            input_size=int(weight.shape[1]),
+            out_neurons=int(weight.shape[0]),
+        )
+        save_torch(os.path.join(tmp_dir, "classifier.ckpt"), state)
+        loadables["classifier"] = "classifier"
+        files.append("classifier.ckpt")
+        if label_encoder_file is None:
+            label_encoder_file = os.path.join(os.path.dirname(ckpt_dir), "label_encoder.txt")
+        if os.path.isfile(label_encoder_file):
+            inference["label_encoder"] = _tagged("!new:speechbrain.dataio.encoder.CategoricalEncoder")
+            shutil.copyfile(label_encoder_file, os.path.join(tmp_dir, "label_encoder.ckpt"))
+            loadables["label_encoder"] = "label_encoder"
+            files.append("label_encoder.ckpt")
+
+    inference["audio_normalizer"] = _tagged(
+        "!new:speechbrain.dataio.preprocess.AudioNormalizer", sample_rate=16000
+    )
+    modules = CommentedMap()
+    for key in ("compute_features", "mean_var_norm", "embedding_model", "classifier"):
+        if key in inference:
+            modules[key] = f"@@REF<{key}>"
+    inference["modules"] = modules
+    pretrainer = _tagged("!new:speechbrain.utils.parameter_transfer.Pretrainer")
+    pretrainer["loadables"] = CommentedMap(
+        (k, f"@@REF<{v}>") for k, v in loadables.items()
+    )
+    inference["pretrainer"] = pretrainer
+
+    stream = io.StringIO()
+    yaml = YAML()
+    yaml.default_flow_style = None
+    yaml.dump(inference, stream)
+    # ruamel cannot emit the !ref tag on a plain scalar cleanly; write it here.
+    text = stream.getvalue()
+    text = _replace_refs(text)
+    header = (
+        "# Inference hyperparameters written by speechbrain_ssv.export.\n"
+        "# Load with speechbrain.inference.speaker.EncoderClassifier.from_hparams(\n"
+        "#     source=<this folder>, savedir=<any folder>)\n"
+    )
+    with open(os.path.join(tmp_dir, "hyperparams.yaml"), "w", encoding="utf-8") as f:
+        f.write(header + text)
+    files.append("hyperparams.yaml")
+    return files
+
+
+def _tagged(tag, **kwargs):
+    node = CommentedMap(kwargs)
+    from ruamel.yaml.tag import Tag
+
+    node.yaml_set_ctag(Tag(suffix=tag))
+    return node
+
+
+def _replace_refs(text):
+    import re
+
+    return re.sub(r"'?@@REF<(\w+)>'?", r"!ref <\1>", text)
+
+
+def verify_export(folder, device="cpu"):
+    """Load ``folder`` with ``EncoderClassifier`` and check that every saved
+    tensor came back bit-identical.
+
+    Arguments
+    ---------
+    folder : str
+        An export folder.
+    device : str
+        Where to load it.
+
+    Returns
+    -------
+    speechbrain.inference.speaker.EncoderClassifier
+        The loaded model.
+    """
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    with tempfile.TemporaryDirectory() as savedir:
+        model = EncoderClassifier.from_hparams(
+            source=folder, savedir=savedir, run_opts={"device": device}
+        )
+        for name in ("embedding_model", "classifier"):
+            path = os.path.join(folder, f"{name}.ckpt")
+            if not os.path.isfile(path):
+                continue
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = model.mods[name].state_dict()
+            missing = sorted(set(saved) ^ set(loaded))
+            if missing:
+                raise RuntimeError(
+                    f"{path}: keys differ from the model built by hyperparams.yaml: "
+                    f"{missing[:5]}"
+                )
+            for key, tensor in saved.items():
+                if not torch.equal(tensor, loaded[key].cpu()):
+                    raise RuntimeError(f"{path}: '{key}' did not load bit-identically")
+    return model
+
+
+def main(argv=None):
+    """Command-line entry point (``python -m speechbrain_ssv.export``).
+
+    Arguments
+    ---------
+    argv : list | None
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="CKPT+... folder or a recipe save folder")
+    parser.add_argument("--out", required=True, help="destination folder")
+    parser.add_argument("--hparams", default=None, help="training hyperparams.yaml")
+    parser.add_argument("--encoder-key", default="embedding_model")
+    parser.add_argument("--state-prefix", default="")
+    parser.add_argument("--min-key", default=None)
+    parser.add_argument("--max-key", default=None)
+    parser.add_argument("--no-verify", action="store_true")
+    args = parser.parse_args(argv)
+    out = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        hparams_file=args.hparams,
+        encoder_key=args.encoder_key,
+        state_prefix=args.state_prefix,
+        min_key=args.min_key,
+        max_key=args.max_key,
+        verify=not args.no_verify,
+    )
+    print(f"exported to {out}")
+
+
+if __name__ == "__main__":
+    main()

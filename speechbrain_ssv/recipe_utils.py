@@ -1,0 +1,137 @@
+"""Steps shared by the recipes' ``train.py`` scripts, so that those stay
+thin: augmentation-data preparation, sanity checks, the final trial-list
+evaluation, export and the results summary.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import os
+
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_ssv.utils.errors import HparamsError
+from speechbrain_ssv.utils.io import write_json
+
+
+def prepare_augmentation_data(hparams):
+    """Run the noise/RIR preparation functions named in the yaml, if any
+    (``prepare_noise_data`` / ``prepare_rir_data``, e.g. SpeechBrain's
+    ``prepare_dataset_from_URL``), once per node, and check that the CSVs
+    the augmenters read exist.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    """
+    for key in ("prepare_noise_data", "prepare_rir_data"):
+        if hparams.get(key) is not None:
+            run_on_main(hparams[key])
+    for key in ("noise_annotation", "rir_annotation"):
+        path = hparams.get(key)
+        if path and not os.path.isfile(path):
+            raise HparamsError(
+                key,
+                f"augmentation CSV {path} does not exist (generate the corpus "
+                "with python -m speechbrain_ssv.data.minivox, or prepare "
+                "MUSAN/RIRS_NOISES and point this key at their CSV)",
+            )
+
+
+def check_classifier_size(hparams, label_encoder, hparams_file):
+    """Refuse a classifier smaller than the number of training speakers
+    (SpeechBrain would fail later inside the loss with an index error).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters with ``out_n_neurons``.
+    label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
+        Encoder built on the training manifest.
+    hparams_file : str
+        For the error message.
+    """
+    n_spk = len(label_encoder)
+    if hparams["out_n_neurons"] < n_spk:
+        raise HparamsError(
+            f"{hparams_file}: out_n_neurons",
+            f"is {hparams['out_n_neurons']} but the training manifest has "
+            f"{n_spk} speakers; set --out_n_neurons {n_spk}",
+        )
+
+
+def final_verification(brain, min_key=None, max_key=None):
+    """Load the best checkpoint and score the full trial list.
+
+    Arguments
+    ---------
+    brain : speechbrain_ssv.brains.base.VerificationBrain
+        The trained brain.
+    min_key, max_key : str | None
+        Checkpoint selection (as ``Checkpointer.recover_if_possible``).
+
+    Returns
+    -------
+    dict | None
+        Metrics on the main process.
+    """
+    kwargs = {k: v for k, v in (("min_key", min_key), ("max_key", max_key)) if v}
+    brain.checkpointer.recover_if_possible(**kwargs)
+    out_dir = os.path.join(brain.hparams.output_folder, "verification", "final")
+    metrics = brain.verify(out_dir, model_tag=f"final-step{brain.optimizer_step}")
+    if metrics is not None:
+        brain.hparams.train_logger.log_stats(
+            stats_meta={"final verification": os.path.basename(
+                str(brain.hparams.verification_file))},
+            test_stats={
+                "EER": 100 * metrics["eer"],
+                "minDCF@0.01": 100 * metrics["min_dcf@0.01"],
+                "minDCF@0.05": 100 * metrics["min_dcf@0.05"],
+            },
+        )
+    return metrics
+
+
+def export_and_report(brain, hparams, metrics, min_key=None, max_key=None,
+                      encoder_key="embedding_model", classifier_key="classifier"):
+    """Write ``results.json`` and export the selected checkpoint to
+    ``hparams["export_folder"]`` (skipped when that key is empty).
+
+    Arguments
+    ---------
+    brain : speechbrain.Brain
+        The trained brain.
+    hparams : dict
+        Loaded hyperparameters.
+    metrics : dict | None
+        Output of :func:`final_verification`.
+    min_key, max_key : str | None
+        Checkpoint selection for the export.
+    encoder_key, classifier_key : str
+        Keys of the modules to export.
+    """
+    if not if_main_process():
+        return
+    from speechbrain_ssv.export import export_checkpoint
+
+    results = {"metrics": metrics, "optimizer_steps": brain.optimizer_step}
+    export_folder = hparams.get("export_folder")
+    if export_folder:
+        export_checkpoint(
+            hparams["save_folder"],
+            export_folder,
+            hparams_file=os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+            encoder_key=encoder_key,
+            classifier_key=classifier_key,
+            min_key=min_key,
+            max_key=max_key,
+            extra_info={"metrics": metrics},
+        )
+        results["export_folder"] = os.path.abspath(export_folder)
+    write_json(os.path.join(hparams["output_folder"], "results.json"), results)
+    if metrics is not None:
+        print(
+            f"EER {100 * metrics['eer']:.2f}%  minDCF@0.01 {metrics['min_dcf@0.01']:.4f}  "
+            f"minDCF@0.05 {metrics['min_dcf@0.05']:.4f}  ({metrics['n_trials']} trials)"
+        )

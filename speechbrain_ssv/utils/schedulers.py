@@ -1,0 +1,98 @@
+"""Learning-rate schedules that SpeechBrain does not ship.
+
+SpeechBrain has warm-up + exponential decay and Noam-style schedules, but no
+linear warm-up followed by a cosine decay to a floor, which the SDPN paper and
+most self-supervised recipes use. The schedule here is a pure function of the
+optimizer step, so resuming from a checkpoint (which restores
+``Brain.optimizer_step``) restores the learning rate with no extra state.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import math
+
+
+class WarmupCosineScheduler:
+    """Linear warm-up from ``start_lr`` to ``lr`` over ``warmup_steps``, then
+    cosine decay to ``final_lr`` at ``total_steps`` (constant afterwards).
+
+    Arguments
+    ---------
+    lr : float
+        Peak learning rate.
+    warmup_steps : int
+        Number of warm-up optimizer steps.
+    total_steps : int
+        Step at which the cosine reaches ``final_lr``.
+    final_lr : float
+        Floor of the cosine.
+    start_lr : float
+        Learning rate at step 0.
+
+    Example
+    -------
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    >>> sched = WarmupCosineScheduler(1.0, 10, 110, final_lr=0.0)
+    >>> sched.lr_at(5)
+    0.5
+    >>> sched.lr_at(60)
+    0.5
+    >>> sched(opt, 110)
+    0.0
+    >>> opt.param_groups[0]["lr"]
+    0.0
+    """
+
+    def __init__(self, lr, warmup_steps, total_steps, final_lr=1e-5, start_lr=0.0):
+        if total_steps <= warmup_steps:
+            raise ValueError(
+                f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
+            )
+        self.lr = lr
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.final_lr = final_lr
+        self.start_lr = start_lr
+
+    def lr_at(self, step):
+        """Learning rate at optimizer step ``step``.
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            The learning rate.
+        """
+        if step < self.warmup_steps:
+            return self.start_lr + (self.lr - self.start_lr) * step / self.warmup_steps
+        progress = min(
+            1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        )
+        cos = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.final_lr + (self.lr - self.final_lr) * cos
+
+    def __call__(self, optimizer, step):
+        """Set every param group's learning rate for step ``step``.
+
+        Arguments
+        ---------
+        optimizer : torch.optim.Optimizer
+            The optimizer to update.
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            The learning rate that was set.
+        """
+        lr = self.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr

@@ -1,0 +1,121 @@
+"""Export: a checkpoint becomes a folder that EncoderClassifier loads
+offline, with bit-identical weights."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+from speechbrain.utils.checkpoints import Checkpointer
+
+from speechbrain_ssv.export import export_checkpoint, verify_export
+from speechbrain_ssv.utils.errors import SSVInputError
+
+TRAIN_YAML = """
+n_mels: 24
+emb: 16
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [16, 16, 16, 16, 48]
+    attention_channels: 8
+    lin_neurons: !ref <emb>
+classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
+    input_size: !ref <emb>
+    out_neurons: 10
+"""
+
+
+@pytest.fixture
+def recipe_output(tmp_path):
+    """A recipe output folder as the Supervised recipe leaves it."""
+    out = tmp_path / "results"
+    save = out / "save"
+    save.mkdir(parents=True)
+    (out / "hyperparams.yaml").write_text(TRAIN_YAML)
+    torch.manual_seed(0)
+    enc = ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=16)
+    # out_neurons in the yaml is larger than the label count on purpose
+    cls = Classifier(16, out_neurons=3)
+    for p in cls.parameters():
+        torch.nn.init.normal_(p)
+    ckpter = Checkpointer(str(save), {"embedding_model": enc, "classifier": cls})
+    ckpter.save_checkpoint(meta={"ErrorRate": 0.5})
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(0.01)
+    ckpter.save_checkpoint(meta={"ErrorRate": 0.1})
+    lab = CategoricalEncoder()
+    lab.update_from_iterable(["id00001", "id00002", "id00003"])
+    lab.save(str(save / "label_encoder.txt"))
+    return out, enc, cls
+
+
+def test_export_loads_bit_identical(recipe_output, tmp_path):
+    from speechbrain.inference.speaker import EncoderClassifier, SpeakerRecognition
+
+    out, enc, cls = recipe_output
+    folder = export_checkpoint(out / "save", tmp_path / "pretrained", min_key="ErrorRate")
+    assert sorted(os.listdir(folder)) == sorted(
+        ["hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
+         "label_encoder.ckpt", "export_info.json"]
+    )
+    text = open(os.path.join(folder, "hyperparams.yaml")).read()
+    assert "!new:speechbrain_ssv" not in text and "paths:" not in text
+    # Relocate the folder: the export must not depend on where it was made.
+    moved = tmp_path / "moved"
+    shutil.move(folder, moved)
+    model = EncoderClassifier.from_hparams(source=str(moved), savedir=str(tmp_path / "sd"))
+    for k, v in enc.state_dict().items():
+        assert torch.equal(model.mods.embedding_model.state_dict()[k], v), k
+    assert model.mods.classifier.weight.shape == (3, 16)
+    wav = torch.randn(1, 16000)
+    feats = model.mods.mean_var_norm(model.mods.compute_features(wav), torch.ones(1))
+    ref = enc.eval()(feats).squeeze()
+    emb = model.encode_batch(wav).squeeze()
+    assert torch.isfinite(emb).all()
+    assert torch.allclose(emb, ref, atol=1e-5)
+    assert model.classify_batch(wav)[3][0] in {"id00001", "id00002", "id00003"}
+    verifier = SpeakerRecognition.from_hparams(source=str(moved), savedir=str(tmp_path / "sd2"))
+    score, _ = verifier.verify_batch(wav, wav)
+    assert score.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_export_picks_checkpoint_by_key(recipe_output, tmp_path):
+    out, enc, _ = recipe_output
+    folder = export_checkpoint(out / "save", tmp_path / "p", max_key="ErrorRate")
+    saved = torch.load(os.path.join(folder, "embedding_model.ckpt"))
+    # max ErrorRate is the first checkpoint, saved before the +0.01 shift
+    k = next(iter(saved))
+    assert torch.equal(saved[k] + 0.01, enc.state_dict()[k])
+
+
+def test_export_refuses_foreign_folder(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    victim = tmp_path / "mine"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("user data")
+    with pytest.raises(SSVInputError, match="not an earlier export"):
+        export_checkpoint(out / "save", victim)
+    assert (victim / "notes.txt").read_text() == "user data"
+
+
+def test_verify_export_detects_mis_keyed_weights(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    folder = export_checkpoint(out / "save", tmp_path / "p")
+    path = os.path.join(folder, "embedding_model.ckpt")
+    state = torch.load(path)
+    torch.save({"student." + k: v for k, v in state.items()}, path)
+    with pytest.raises(RuntimeError, match="keys differ"):
+        verify_export(folder)
+
+
+def test_export_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(SSVInputError, match="does not exist"):
+        export_checkpoint(tmp_path / "nope", tmp_path / "p")

@@ -14,6 +14,38 @@ from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.io import write_json
 
 
+def prepare_voxceleb_data(hparams):
+    """Prepare the manifests (once per node) and point
+    ``hparams["verification_file"]`` at the normalised copy of the trial list
+    written into the save folder, so a bare list name (``veri_test2.txt``,
+    looked up under ``<data_folder>/meta``) works as well as a path.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters (``data_folder``, ``save_folder``,
+        ``verification_file``, ``split_ratio``, ``min_duration``, ``seed``,
+        ``skip_prep``).
+    """
+    from speechbrain_ssv.data.voxceleb import prepare_voxceleb
+
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"], os.path.basename(str(hparams["verification_file"]))
+    )
+
+
 def prepare_augmentation_data(hparams):
     """Run the noise/RIR preparation functions named in the yaml, if any
     (``prepare_noise_data`` / ``prepare_rir_data``, e.g. SpeechBrain's

@@ -49,7 +49,7 @@ def l2_normalize(emb, eps=1e-6):
 
 
 def cosine_scores(
-    emb_enrol, emb_test, enrol_idx=None, test_idx=None, chunk_size=262144
+    emb_enrol, emb_test, enrol_idx=None, test_idx=None, chunk_size=16384
 ):
     """Cosine similarity of every trial.
 
@@ -99,7 +99,7 @@ def cosine_scores(
     for s in range(0, enrol_idx.numel(), chunk_size):
         e = enrol.index_select(0, enrol_idx[s : s + chunk_size])
         t = test.index_select(0, test_idx[s : s + chunk_size])
-        out[s : s + chunk_size] = (e * t).sum(dim=1).numpy()
+        out[s : s + chunk_size] = torch.linalg.vecdot(e, t).numpy()
     return out
 
 

@@ -23,16 +23,15 @@ Authors
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_ssv.brains.supervised import SupervisedBrain
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
-from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.recipe_utils import (
     check_classifier_size,
     export_and_report,
     final_verification,
     prepare_augmentation_data,
+    prepare_voxceleb_data,
 )
 from speechbrain_ssv.utils.hparams import load_hparams
 
@@ -46,18 +45,7 @@ if __name__ == "__main__":
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    run_on_main(
-        prepare_voxceleb,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["save_folder"],
-            "trial_lists": [hparams["verification_file"]],
-            "split_ratio": hparams["split_ratio"],
-            "min_duration": hparams["min_duration"],
-            "seed": hparams["seed"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
+    prepare_voxceleb_data(hparams)
     prepare_augmentation_data(hparams)
 
     train_data, valid_data, label_encoder = make_supervised_datasets(

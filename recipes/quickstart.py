@@ -149,7 +149,7 @@ def _example_pairs(trial_path, utts):
     with open(trial_path) as f:
         for line in f:
             label, a, b = line.split()
-            pair = (utts[a.removesuffix(".wav")], utts[b.removesuffix(".wav")])
+            pair = (utts[a.removesuffix(".wav")][0], utts[b.removesuffix(".wav")][0])
             if label == "1" and same is None:
                 same = pair
             elif label == "0" and diff is None:

@@ -20,8 +20,8 @@ from speechbrain_ssv.utils.io import atomic_path
 __all__ = ["plot_det", "plot_score_histogram", "plot_tsne"]
 
 _DET_TICKS = [
-    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
-    0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99,
+    0.0001, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4,
+    0.6,
 ]  # fmt: skip
 # Above this many operating points a DET curve is thinned for drawing.
 _MAX_DET_POINTS = 4000
@@ -83,7 +83,8 @@ def plot_det(curves, path, title=None):
         m = eer_mindcf(scores, labels, p_targets=())
         eers[name] = m["eer"]
         n_min = min(m["n_targets"], m["n_nontargets"])
-        lo = min(lo, 1.0 / n_min)
+        # Below a few errors out of n_min the curve is a staircase of noise.
+        lo = min(lo, 5.0 / n_min)
         fpr, fnr = _thin(fpr, fnr)
         # Probabilities of 0 or 1 are at infinity on probit axes; clip them to
         # just outside the visible range so the curve runs off the frame.
@@ -92,8 +93,8 @@ def plot_det(curves, path, title=None):
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * m['eer']:.2f}%)")
         e = norm.ppf(np.clip(m["eer"], 1e-7, 1 - 1e-7))
         ax.plot([e], [e], "o", color=line.get_color())
-    lo = max(lo / 2, _DET_TICKS[0])
-    ticks = [t for t in _DET_TICKS if lo <= t <= 0.6]
+    lo = max(t for t in _DET_TICKS if t <= max(lo, _DET_TICKS[0]))
+    ticks = [t for t in _DET_TICKS if t >= lo]
     limits = norm.ppf([lo, 0.6])
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_ticks(norm.ppf(ticks))
@@ -155,7 +156,9 @@ def plot_score_histogram(scores, labels, path, title=None, bins=100):
     _save(fig, path)
 
 
-def plot_tsne(embeddings, labels, path, max_points=2000, seed=0, title=None):
+def plot_tsne(
+    embeddings, labels, path, max_points=1000, seed=0, title=None, max_iter=500
+):
     """2-D t-SNE map of (L2-normalised) embeddings, coloured by label.
 
     Arguments
@@ -173,6 +176,9 @@ def plot_tsne(embeddings, labels, path, max_points=2000, seed=0, title=None):
         Seed of the subsample and of t-SNE.
     title : str | None
         Figure title.
+    max_iter : int
+        t-SNE optimisation steps (at least 250); 1000 points take about a
+        minute on two busy CPU cores.
 
     Returns
     -------
@@ -185,7 +191,7 @@ def plot_tsne(embeddings, labels, path, max_points=2000, seed=0, title=None):
     >>> rng = np.random.default_rng(0)
     >>> emb = rng.normal(size=(40, 8)) + np.repeat(np.eye(8)[:2] * 5, 20, 0)
     >>> p = os.path.join(getfixture("tmpdir"), "tsne.png")
-    >>> plot_tsne(emb, ["a"] * 20 + ["b"] * 20, p, max_points=30).shape
+    >>> plot_tsne(emb, ["a"] * 20 + ["b"] * 20, p, max_points=30, max_iter=250).shape
     (30, 2)
     """
     from sklearn.manifold import TSNE
@@ -207,7 +213,13 @@ def plot_tsne(embeddings, labels, path, max_points=2000, seed=0, title=None):
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     perplexity = min(30.0, (x.shape[0] - 1) / 3.0)
     coords = TSNE(
-        n_components=2, perplexity=perplexity, init="pca", random_state=seed
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        random_state=seed,
+        max_iter=max_iter,
+        # Barnes-Hut only pays off for larger maps; exact is faster below.
+        method="exact" if x.shape[0] <= 300 else "barnes_hut",
     ).fit_transform(x)
     classes, codes = np.unique(labels, return_inverse=True)
     fig = Figure(figsize=(6, 6))

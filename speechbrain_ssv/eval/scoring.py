@@ -171,7 +171,7 @@ def normalize_scores(
     scores and ``mu_t, sd_t`` those of the test utterance:
     z-norm ``(s - mu_e) / sd_e``, t-norm ``(s - mu_t) / sd_t``, s-norm the
     mean of the two (Kenny 2010); adaptive s-norm (``"as-norm"``, Matejka et
-    al. 2017, Eq. 3) is s-norm with the statistics taken over each
+    al. 2017) is s-norm with the statistics taken over each
     utterance's ``topk`` highest cohort scores (default 300). ``topk`` also
     makes z/t/s-norm adaptive, like SpeechBrain's ``cohort_size``.
 

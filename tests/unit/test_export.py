@@ -58,7 +58,10 @@ def recipe_output(tmp_path):
 
 
 def test_export_loads_bit_identical(recipe_output, tmp_path):
-    from speechbrain.inference.speaker import EncoderClassifier, SpeakerRecognition
+    from speechbrain.inference.speaker import (
+        EncoderClassifier,
+        SpeakerRecognition,
+    )
 
     out, enc, cls = recipe_output
     folder = export_checkpoint(out / "save", tmp_path / "pretrained", min_key="ErrorRate")

@@ -1,0 +1,507 @@
+"""Self-distillation with prototypes (SDPN) and its DINO baseline.
+
+A teacher (EMA of the student) embeds the clean global view of each
+utterance; the student embeds augmented local views; the student learns to
+predict the teacher's (Sinkhorn-normalised) assignment of the global view to
+shared learnable prototypes (SDPN) or its centred, sharpened output (DINO).
+No speaker label is used: the training dataset does not even provide one.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import logging
+import math
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.lobes.teacher import cosine_momentum
+from speechbrain_ssv.losses.sdpn import (
+    all_reduce_sum,
+    dino_loss,
+    linear_warmup,
+    sdpn_loss,
+)
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("sdpn", "dino")
+
+
+class SDPNBrain(VerificationBrain):
+    """SDPN (``method: sdpn``) or DINO (``method: dino``) training.
+
+    Modules: ``compute_features``, ``mean_var_norm`` (shared, parameter
+    free), the student ``embedding_model`` and ``projector``, the teacher
+    ``teacher_embedding_model`` and ``teacher_projector`` (frozen, updated
+    by EMA, not DDP-wrapped since they have no trainable parameter), and
+    ``prototypes`` (SDPN) or ``center`` (DINO).
+
+    Hparams it reads: ``method``, ``n_global``, ``n_local``, ``teacher``
+    (:class:`~speechbrain_ssv.lobes.teacher.EMATeacher` over the student and
+    teacher networks), ``ema_base``, ``ema_final``, ``total_steps``,
+    ``wav_augment`` (Augmenter or null), ``augment_global`` (the authors'
+    SDPN feeds the teacher the clean view: False), ``time_mask``,
+    ``freq_mask`` (SpectrogramDrop or null), ``spec_augment_prob``,
+    ``grad_clip_per_tensor``, ``clip_prototypes``, the loss settings
+    (``teacher_temp``, ``student_temp``; SDPN: ``sharpen_temp``,
+    ``sinkhorn_iters``, ``memax_weight``, ``koleo_weight``,
+    ``koleo_reduction``, ``pair_reduction``; DINO:
+    ``warmup_teacher_temp``, ``warmup_teacher_temp_steps``,
+    ``freeze_last_layer_steps``), the collapse thresholds
+    ``collapse_min_perplexity`` and ``collapse_min_std``, ``train_logger``,
+    ``epoch_counter``, ``lr_annealing`` and the verification keys of
+    :class:`VerificationBrain`. Verification uses the teacher encoder.
+    """
+
+    encoder_keys = (
+        "compute_features",
+        "mean_var_norm",
+        "teacher_embedding_model",
+    )
+    student_keys = ("embedding_model", "projector")
+    teacher_keys = ("teacher_embedding_model", "teacher_projector")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.hparams.method not in METHODS:
+            raise ValueError(
+                f"method={self.hparams.method!r}; expected one of {METHODS}"
+            )
+        self._reset_monitor()
+
+    # ------------------------------------------------------------------ views
+    def _stack_views(self, batch, prefix, count, augment):
+        wavs, lens = [], []
+        for i in range(count):
+            wav, wav_lens = getattr(batch, f"{prefix}{i}")
+            if augment is not None:
+                # One Augmenter call per view: each view gets its own
+                # augmentation draw, not one shared by all views.
+                wav, wav_lens = augment(wav, wav_lens)
+            wavs.append(wav)
+            lens.append(wav_lens)
+        return torch.cat(wavs), torch.cat(lens)
+
+    def _features(self, wavs, lens):
+        feats = self.modules.compute_features(wavs)
+        return self.modules.mean_var_norm(feats, lens)
+
+    def _spec_augment(self, feats):
+        masks = [
+            m
+            for m in (
+                getattr(self.hparams, "time_mask", None),
+                getattr(self.hparams, "freq_mask", None),
+            )
+            if m is not None
+        ]
+        prob = getattr(self.hparams, "spec_augment_prob", 1.0)
+        if not masks or prob <= 0:
+            return feats
+        masked = feats
+        for mask in masks:
+            masked = mask(masked)
+        if prob >= 1:
+            return masked
+        chosen = torch.rand(feats.shape[0], 1, 1, device=feats.device) < prob
+        return torch.where(chosen, masked, feats)
+
+    def compute_forward(self, batch, stage):
+        """Teacher on the global views, student on the augmented local views.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``global0..`` and ``local0..`` waveforms (no labels).
+        stage : sb.Stage
+            Only TRAIN is used by the recipe.
+
+        Returns
+        -------
+        dict
+            ``teacher_emb`` ``[G*B, D]``, ``teacher_out`` ``[G*B, P]``,
+            ``student_emb`` ``[L*B, D]``, ``student_out`` ``[L*B, P]``.
+        """
+        batch = batch.to(self.device)
+        training = stage == sb.Stage.TRAIN
+        augment = (
+            getattr(self.hparams, "wav_augment", None) if training else None
+        )
+        g_augment = (
+            augment if getattr(self.hparams, "augment_global", False) else None
+        )
+        g_wavs, g_lens = self._stack_views(
+            batch, "global", self.hparams.n_global, g_augment
+        )
+        with torch.no_grad():
+            t_emb = self.modules.teacher_embedding_model(
+                self._features(g_wavs, g_lens), g_lens
+            )
+            t_emb = t_emb.reshape(t_emb.shape[0], -1)
+            t_out = self.modules.teacher_projector(t_emb)
+        l_wavs, l_lens = self._stack_views(
+            batch, "local", self.hparams.n_local, augment
+        )
+        feats = self._features(l_wavs, l_lens)
+        if training:
+            feats = self._spec_augment(feats)
+        s_emb = self.modules.embedding_model(feats, l_lens)
+        s_emb = s_emb.reshape(s_emb.shape[0], -1)
+        s_out = self.modules.projector(s_emb)
+        return {
+            "teacher_emb": t_emb,
+            "teacher_out": t_out,
+            "student_emb": s_emb,
+            "student_out": s_out,
+        }
+
+    # ------------------------------------------------------------------- loss
+    def compute_objectives(self, predictions, batch, stage):
+        """SDPN (Eq. 5 + mean-entropy term) or DINO loss; collects the
+        collapse statistics.
+
+        Arguments
+        ---------
+        predictions : dict
+            Output of :meth:`compute_forward`.
+        batch : PaddedBatch
+            The batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        hp = self.hparams
+        g, n_loc = hp.n_global, hp.n_local
+        b = predictions["teacher_out"].shape[0] // g
+        if hp.method == "sdpn":
+            with torch.no_grad():
+                t_scores = self.modules.prototypes(predictions["teacher_out"])
+            s_scores = self.modules.prototypes(predictions["student_out"])
+            k = t_scores.shape[-1]
+            out = sdpn_loss(
+                t_scores.reshape(g, b, k),
+                s_scores.reshape(n_loc, b, k),
+                predictions["student_emb"].reshape(n_loc, b, -1),
+                teacher_temp=hp.teacher_temp,
+                sharpen_temp=hp.sharpen_temp,
+                student_temp=hp.student_temp,
+                sinkhorn_iters=hp.sinkhorn_iters,
+                memax_weight=hp.memax_weight,
+                koleo_weight=hp.koleo_weight,
+                koleo_reduction=hp.koleo_reduction,
+                pair_reduction=hp.pair_reduction,
+            )
+            t_temp = hp.teacher_temp
+        else:
+            t_scores = predictions["teacher_out"]
+            k = t_scores.shape[-1]
+            t_temp = self.dino_teacher_temp()
+            center = unwrap(self.modules.center)
+            out = dino_loss(
+                t_scores.reshape(g, b, k),
+                predictions["student_out"].reshape(n_loc, b, k),
+                center.center,
+                teacher_temp=t_temp,
+                student_temp=hp.student_temp,
+            )
+            if stage == sb.Stage.TRAIN:
+                center.update(t_scores)
+        if stage == sb.Stage.TRAIN:
+            self._accumulate(out, t_scores, t_temp, predictions["teacher_emb"])
+        return out["loss"]
+
+    def dino_teacher_temp(self):
+        """DINO teacher temperature at the current step (linear warm-up).
+
+        Returns
+        -------
+        float
+            The temperature.
+        """
+        hp = self.hparams
+        return linear_warmup(
+            self.optimizer_step,
+            hp.warmup_teacher_temp,
+            hp.teacher_temp,
+            hp.warmup_teacher_temp_steps,
+        )
+
+    # --------------------------------------------------------------- monitor
+    def _reset_monitor(self):
+        self._mon = {
+            "n": 0,
+            "usage": None,
+            "entropy": 0.0,
+            "std": 0.0,
+            "terms": {},
+        }
+
+    @torch.no_grad()
+    def _accumulate(self, out, t_scores, t_temp, t_emb):
+        mon = self._mon
+        probs = torch.softmax(t_scores.float() / t_temp, dim=-1)
+        entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
+        usage = torch.bincount(
+            t_scores.argmax(-1), minlength=t_scores.shape[-1]
+        ).double()
+        mon["usage"] = usage if mon["usage"] is None else mon["usage"] + usage
+        emb = torch.nn.functional.normalize(t_emb.float(), dim=-1)
+        # Scaled so that isotropic unit vectors give ~1 and a collapse 0.
+        std = emb.std(dim=0).mean() * math.sqrt(emb.shape[-1])
+        mon["entropy"] += float(entropy)
+        mon["std"] += float(std)
+        mon["n"] += 1
+        for key in ("ce", "memax", "koleo"):
+            if key in out:
+                mon["terms"][key] = mon["terms"].get(key, 0.0) + float(out[key])
+
+    def collapse_stats(self):
+        """Epoch statistics that reveal a collapse: the teacher's mean
+        output entropy (nats; ``log K`` is uniform, 0 one-hot), the perplexity
+        of the prototype usage (argmax counts, summed over ranks; 1 means
+        every utterance lands on the same prototype) and the spread of the
+        teacher's normalised embeddings (``std * sqrt(D)``: about 1 when
+        isotropic, 0 when all embeddings coincide).
+
+        Returns
+        -------
+        dict
+            ``teacher_entropy``, ``proto_perplexity``, ``emb_std`` and the
+            mean loss terms, or ``{}`` before any batch.
+        """
+        mon = self._mon
+        if not mon["n"]:
+            return {}
+        counts = all_reduce_sum(mon["usage"].to(self.device)).cpu()
+        freq = counts / counts.sum()
+        perplexity = float(
+            torch.exp(-(freq * torch.log(freq.clamp_min(1e-12))).sum())
+        )
+        stats = {
+            "teacher_entropy": mon["entropy"] / mon["n"],
+            "proto_perplexity": perplexity,
+            "emb_std": mon["std"] / mon["n"],
+        }
+        stats.update({k: v / mon["n"] for k, v in mon["terms"].items()})
+        return stats
+
+    def warn_if_collapsed(self, stats, epoch):
+        """Log a warning when the collapse statistics cross the thresholds.
+
+        Arguments
+        ---------
+        stats : dict
+            Output of :meth:`collapse_stats`.
+        epoch : int
+            For the message.
+
+        Returns
+        -------
+        bool
+            Whether a collapse was detected.
+        """
+        hp = self.hparams
+        reasons = []
+        if stats.get("proto_perplexity", math.inf) < hp.collapse_min_perplexity:
+            reasons.append(
+                f"prototype-usage perplexity {stats['proto_perplexity']:.2f} < {hp.collapse_min_perplexity}"
+            )
+        if stats.get("emb_std", math.inf) < hp.collapse_min_std:
+            reasons.append(
+                f"teacher embedding spread {stats['emb_std']:.3f} < {hp.collapse_min_std}"
+            )
+        if reasons and if_main_process():
+            logger.warning(
+                "COLLAPSE SUSPECTED at epoch %s: %s. The teacher maps different utterances to the "
+                "same output; check augmentation, the EMA momentum, the temperatures, the "
+                "KoLeo/mean-entropy weights and the learning rate.",
+                epoch,
+                "; ".join(reasons),
+            )
+        return bool(reasons)
+
+    # ------------------------------------------------------------- training
+    def init_optimizers(self):
+        """One optimizer over the trainable parameters in three groups:
+        weights (weight decay), biases and norm parameters (none),
+        prototypes (none), as in the authors' code. The learning-rate
+        schedule sets every group."""
+        if self.opt_class is None:
+            return
+        proto_ids = set()
+        if "prototypes" in self.modules:
+            proto_ids = {id(p) for p in self.modules.prototypes.parameters()}
+        decay, no_decay, protos = [], [], []
+        for p in self.modules.parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in proto_ids:
+                protos.append(p)
+            elif p.ndim <= 1:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        groups = [{"params": decay}]
+        groups += [
+            {"params": ps, "weight_decay": 0.0}
+            for ps in (no_decay, protos)
+            if ps
+        ]
+        self.optimizer = self.opt_class(groups)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def clip_gradients(self):
+        """Clip each parameter tensor's gradient to L2 norm
+        ``grad_clip_per_tensor`` (DINO/SDPN style; SpeechBrain's default
+        clips the first param group by its total norm), optionally sparing
+        the prototypes, and drop DINO's last-layer gradients during the
+        first ``freeze_last_layer_steps`` steps."""
+        hp = self.hparams
+        clip = getattr(hp, "grad_clip_per_tensor", None)
+        skip = set()
+        if "prototypes" in self.modules and not getattr(
+            hp, "clip_prototypes", False
+        ):
+            skip = {id(p) for p in self.modules.prototypes.parameters()}
+        if clip:
+            for p in self.modules.parameters():
+                if p.grad is None or id(p) in skip:
+                    continue
+                norm = p.grad.detach().norm()
+                if norm > clip:
+                    p.grad.mul_(clip / (norm + 1e-6))
+        if hp.method == "dino" and self.optimizer_step < getattr(
+            hp, "freeze_last_layer_steps", 0
+        ):
+            last = unwrap(self.modules.projector).last_layer
+            if last is not None:
+                for p in last.parameters():
+                    p.grad = None
+
+    def optimizers_step(self):
+        """Unscale, clip per tensor, skip non-finite gradients, step."""
+        opt = self.optimizer
+        self.scaler.unscale_(opt)
+        self.clip_gradients()
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
+    def ema_momentum(self, step=None):
+        """Teacher momentum at ``step`` (default: the current step).
+
+        Arguments
+        ---------
+        step : int | None
+            Optimizer step.
+
+        Returns
+        -------
+        float
+            The momentum.
+        """
+        step = self.optimizer_step if step is None else step
+        return cosine_momentum(
+            step,
+            self.hparams.total_steps,
+            self.hparams.ema_base,
+            self.hparams.ema_final,
+        )
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """After an optimizer step: schedulers, then the teacher's EMA step.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        outputs : dict
+            Forward outputs.
+        loss : torch.Tensor
+            The loss.
+        should_step : bool
+            Whether the optimizer stepped.
+        """
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
+        if should_step:
+            student = [unwrap(self.modules[k]) for k in self.student_keys]
+            self.hparams.teacher.update(
+                student, self.ema_momentum(self.optimizer_step - 1)
+            )
+
+    def inference_encoder(self):
+        """Encoder function on the teacher's (bare) modules.
+
+        Returns
+        -------
+        callable
+            ``encoder_fn(wavs, lens) -> [B, D]``.
+        """
+        modules = {
+            "compute_features": unwrap(self.modules.compute_features),
+            "mean_var_norm": unwrap(self.modules.mean_var_norm),
+            "embedding_model": unwrap(self.modules.teacher_embedding_model),
+        }
+
+        @torch.no_grad()
+        def encoder_fn(wavs, lens):
+            return self.encode(
+                wavs.to(self.device), lens.to(self.device), modules
+            )
+
+        return encoder_fn
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the collapse monitor at the start of training epochs.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        epoch : int | None
+            The epoch.
+        """
+        if stage == sb.Stage.TRAIN:
+            self._reset_monitor()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Collapse monitoring, verification when due, log, checkpoint.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        stage_loss : float
+            Average loss of the stage.
+        epoch : int | None
+            The epoch.
+        """
+        if stage != sb.Stage.TRAIN:
+            return
+        stats = {"loss": stage_loss}
+        monitor = self.collapse_stats()
+        stats.update(monitor)
+        self.warn_if_collapsed(monitor, epoch)
+        stats.update(self.verification_stats(epoch))
+        meta = {
+            "epoch": epoch,
+            "lr": self.current_lr(),
+            "ema_momentum": round(self.ema_momentum(), 6),
+        }
+        if self.hparams.method == "dino":
+            meta["teacher_temp"] = self.dino_teacher_temp()
+        self.hparams.train_logger.log_stats(stats_meta=meta, train_stats=stats)
+        self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=2)

@@ -1,0 +1,1 @@
+"""Corpus generation (minivox), dataset preparation and audio pipelines."""

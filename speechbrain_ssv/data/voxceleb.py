@@ -1,0 +1,724 @@
+"""VoxCeleb1/2 preparation: wav folders + metadata + trial lists -> CSV
+manifests.
+
+Reads the real VoxCeleb layout (and the embedded ``minivox`` corpus, which
+copies it)::
+
+    <data_folder>/wav/<spk_id>/<session>/<utt>.wav      16 kHz mono
+    <data_folder>/meta/vox1_meta.csv                    tab-separated
+    <data_folder>/meta/vox2_meta.csv                    comma-separated
+    <data_folder>/meta/veri_test2.txt                   "<label> <enrol> <test>"
+
+and writes, to ``save_folder``, ``train.csv``, ``dev.csv``, ``test.csv``,
+``speakers.csv``, a normalised copy of every trial list and
+``prepare_opts.json``. Every CSV has the columns::
+
+    ID,duration,wav,start,stop,spk_id,session,gender
+
+with one row per file, ``ID = <spk>/<session>/<utt>`` (the trial-list path
+without ``.wav``), ``start = 0`` and ``stop`` = the number of samples: the
+training pipeline draws its random crops itself
+(:func:`speechbrain_ssv.data.pipelines.crop_pipeline`).
+
+Differences from SpeechBrain's ``voxceleb_prepare.py`` (see
+``notes/speechbrain-conventions.md`` §1.1), and why:
+
+* durations come from the audio header, never from decoding, so preparing
+  VoxCeleb2 (about 1.1M files) is bound by directory listing, not by I/O;
+* the sample rate of every file used is checked (SpeechBrain assumes 16 kHz);
+* test speakers are taken from *both* trial-list columns, not only the
+  enrolment column;
+* the train/dev split is per speaker (each speaker keeps at least one
+  training utterance), so every dev speaker is known to the classifier and
+  dev works as a classification-validation set;
+* all trial lists and all data folders are used for ``test.csv`` (SpeechBrain
+  only keeps the last folder of a comma list).
+
+Pitfall kept from SpeechBrain, and warned about: the Vox1-E and Vox1-H lists
+are drawn from the whole of VoxCeleb1, so with ``exclude_trial_speakers=True``
+they remove all of VoxCeleb1 from training. Train on VoxCeleb2 in that case.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+import random
+import sys
+
+from tqdm import tqdm
+
+from speechbrain_ssv.data.audio import audio_info
+from speechbrain_ssv.utils.errors import (
+    ManifestError,
+    SSVInputError,
+    TrialListError,
+)
+from speechbrain_ssv.utils.io import atomic_path, write_json
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "ID",
+    "duration",
+    "wav",
+    "start",
+    "stop",
+    "spk_id",
+    "session",
+    "gender",
+)
+SPEAKER_COLUMNS = ("spk_id", "gender", "n_utts", "split")
+META_FILES = ("vox1_meta.csv", "vox2_meta.csv")
+EXPECTED_LAYOUT = "<data_folder>/wav/<spk_id>/<session>/<utt>.wav"
+# Lists drawn from the whole of VoxCeleb1 (see the module docstring).
+VOX1_WIDE_LISTS = (
+    "list_test_all.txt",
+    "list_test_all2.txt",
+    "list_test_hard.txt",
+    "list_test_hard2.txt",
+)
+OPTS_FILE = "prepare_opts.json"
+# Bump when the output format changes, so old folders are re-prepared.
+PREP_VERSION = 1
+
+
+def split_folders(data_folder):
+    """Normalise ``data_folder`` to a list of absolute folder paths.
+
+    Arguments
+    ---------
+    data_folder : str | os.PathLike | list
+        One folder, a comma-separated list (SpeechBrain's convention for
+        ``vox1,vox2``) or a list of folders.
+
+    Returns
+    -------
+    list of str
+        Absolute paths, in the given order.
+
+    Example
+    -------
+    >>> [os.path.basename(f) for f in split_folders("a/vox1, a/vox2")]
+    ['vox1', 'vox2']
+    """
+    if isinstance(data_folder, (str, os.PathLike)):
+        parts = os.fspath(data_folder).split(",")
+    else:
+        parts = [os.fspath(p) for p in data_folder]
+    folders = [os.path.abspath(p.strip()) for p in parts if p.strip()]
+    if not folders:
+        raise SSVInputError("data_folder", "is empty; expected a folder path")
+    return folders
+
+
+def _parse_meta(path):
+    """Yield ``(spk_id, gender)`` from one VoxCeleb metadata file.
+
+    VoxCeleb1's file is tab-separated; VoxCeleb2's is comma-separated with a
+    space before every comma, so the separator is sniffed from the header
+    and every field is stripped.
+    """
+    with open(path, encoding="utf-8", newline="") as f:
+        header = f.readline()
+        sep = "\t" if "\t" in header else ","
+        names = [h.strip().lower() for h in header.split(sep)]
+        if "gender" not in names:
+            raise SSVInputError(
+                path,
+                f"has no 'Gender' column (header: {header.strip()!r}); "
+                "expected VoxCeleb's vox1_meta.csv / vox2_meta.csv format",
+            )
+        g_col = names.index("gender")
+        for line in f:
+            fields = [x.strip() for x in line.split(sep)]
+            if len(fields) <= g_col or not fields[0]:
+                continue
+            gender = fields[g_col].lower()[:1]
+            if gender in ("m", "f"):
+                yield fields[0], gender
+
+
+def read_gender_meta(data_folder):
+    """Read speaker genders from the VoxCeleb1 and VoxCeleb2 metadata files.
+
+    Looks for ``vox1_meta.csv`` and ``vox2_meta.csv`` in ``<folder>/meta/``
+    and ``<folder>/`` of every data folder and merges them (a later folder
+    overrides an earlier one for the same speaker).
+
+    Arguments
+    ---------
+    data_folder : str | list
+        One or several data folders (see :func:`split_folders`).
+
+    Returns
+    -------
+    dict
+        ``spk_id -> 'm' | 'f'``; speakers without metadata are absent.
+
+    Example
+    -------
+    >>> root = getfixture("tmpdir")
+    >>> os.makedirs(os.path.join(root, "meta"))
+    >>> _ = open(os.path.join(root, "meta", "vox2_meta.csv"), "w").write(
+    ...     "VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set \\nid00012 ,n000012 ,M ,dev \\n"
+    ... )
+    >>> read_gender_meta(str(root))
+    {'id00012': 'm'}
+    """
+    genders = {}
+    for folder in split_folders(data_folder):
+        for name in META_FILES:
+            for cand in (
+                os.path.join(folder, "meta", name),
+                os.path.join(folder, name),
+            ):
+                if os.path.isfile(cand):
+                    genders.update(_parse_meta(cand))
+                    break
+    return genders
+
+
+def scan_wavs(folder):
+    """List ``<folder>/wav/<spk>/<session>/<utt>.wav`` files.
+
+    Uses ``os.scandir`` three levels deep (no recursive glob, no ``stat``
+    beyond the directory entries), so VoxCeleb2 lists in seconds.
+
+    Arguments
+    ---------
+    folder : str
+        A data folder.
+
+    Returns
+    -------
+    list of tuple
+        ``(utt_id, path, spk_id, session)`` sorted by ``utt_id``, where
+        ``utt_id = "<spk>/<session>/<utt>"``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from speechbrain_ssv.utils.io import write_wav
+    >>> root = str(getfixture("tmpdir"))
+    >>> write_wav(os.path.join(root, "wav", "id1", "s1", "00001.wav"), np.zeros(16), 16000)
+    >>> [u[0] for u in scan_wavs(root)]
+    ['id1/s1/00001']
+    """
+    wav_root = os.path.join(folder, "wav")
+    found = []
+    if not os.path.isdir(wav_root):
+        return found
+    with os.scandir(wav_root) as spk_entries:
+        spks = [e for e in spk_entries if e.is_dir()]
+    for spk in spks:
+        with os.scandir(spk.path) as sess_entries:
+            sessions = [e for e in sess_entries if e.is_dir()]
+        for sess in sessions:
+            with os.scandir(sess.path) as utt_entries:
+                for utt in utt_entries:
+                    if utt.name.lower().endswith(".wav") and utt.is_file():
+                        stem = utt.name[: -len(".wav")]
+                        found.append(
+                            (
+                                f"{spk.name}/{sess.name}/{stem}",
+                                utt.path,
+                                spk.name,
+                                sess.name,
+                            )
+                        )
+    found.sort()
+    return found
+
+
+def resolve_trial_list(name, folders):
+    """Find a trial list by name or path.
+
+    Arguments
+    ---------
+    name : str
+        A path that exists as given, or a file name looked up in
+        ``<folder>/meta/`` and ``<folder>/`` of every data folder.
+    folders : list of str
+        Data folders.
+
+    Returns
+    -------
+    str
+        The path found.
+
+    Example
+    -------
+    >>> resolve_trial_list("veri_test2.txt", ["/nonexistent"])
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.TrialListError: veri_test2.txt: trial list not found; looked at: veri_test2.txt, /nonexistent/meta/veri_test2.txt, /nonexistent/veri_test2.txt
+    """
+    name = os.fspath(name)
+    candidates = [name]
+    for folder in folders:
+        candidates += [
+            os.path.join(folder, "meta", name),
+            os.path.join(folder, name),
+        ]
+    for cand in candidates:
+        if os.path.isfile(cand):
+            return cand
+    raise TrialListError(
+        name, "trial list not found; looked at: " + ", ".join(candidates)
+    )
+
+
+def read_trial_list(path, known_ids=None):
+    """Parse a VoxCeleb trial list.
+
+    Arguments
+    ---------
+    path : str
+        Trial list, lines ``"<label> <enrol>.wav <test>.wav"``.
+    known_ids : container | None
+        Utterance ids that exist on disk; a trial naming any other file
+        raises. ``None`` skips the check.
+
+    Returns
+    -------
+    list of tuple
+        ``(label, enrol_id, test_id)`` with ids without ``.wav``.
+
+    Example
+    -------
+    >>> p = os.path.join(getfixture("tmpdir"), "trials.txt")
+    >>> _ = open(p, "w").write("1 a/s/1.wav a/t/2.wav\\n0 a/s/1.wav b/u/3.wav\\n")
+    >>> read_trial_list(p)
+    [(1, 'a/s/1', 'a/t/2'), (0, 'a/s/1', 'b/u/3')]
+    """
+    trials = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{path}:{lineno}"
+            if len(fields) != 3 or fields[0] not in ("0", "1"):
+                raise TrialListError(
+                    where,
+                    f"malformed line {line.strip()!r}; expected "
+                    "'<0|1> <enrol path>.wav <test path>.wav'",
+                )
+            ids = []
+            for rel in fields[1:]:
+                rel = rel.replace("\\", "/").lstrip("/")
+                if rel.startswith("wav/"):
+                    rel = rel[len("wav/") :]
+                utt_id = rel[: -len(".wav")] if rel.endswith(".wav") else rel
+                if known_ids is not None and utt_id not in known_ids:
+                    raise TrialListError(
+                        where,
+                        f"names {rel!r}, which is not under wav/ in any data "
+                        "folder",
+                    )
+                ids.append(utt_id)
+            trials.append((int(fields[0]), ids[0], ids[1]))
+    if not trials:
+        raise TrialListError(path, "has no trials")
+    return trials
+
+
+def _output_paths(save_folder, trial_lists):
+    names = [os.path.basename(os.fspath(t)) for t in trial_lists]
+    if len(set(names)) != len(names):
+        raise SSVInputError(
+            "trial_lists",
+            f"two lists share a file name ({names}); their copies in the "
+            "save folder would overwrite each other",
+        )
+    return {
+        "train": os.path.join(save_folder, "train.csv"),
+        "dev": os.path.join(save_folder, "dev.csv"),
+        "test": os.path.join(save_folder, "test.csv"),
+        "speakers": os.path.join(save_folder, "speakers.csv"),
+        "trials": [os.path.join(save_folder, n) for n in names],
+        "opts": os.path.join(save_folder, OPTS_FILE),
+    }
+
+
+def _all_exist(paths):
+    flat = [
+        p for v in paths.values() for p in (v if isinstance(v, list) else [v])
+    ]
+    return all(os.path.isfile(p) for p in flat), flat
+
+
+def _write_rows(path, rows):
+    if not rows:
+        raise ManifestError(path, "would be empty; no utterance qualifies")
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+
+
+def _row(utt_id, path, spk, session, gender, info):
+    return (
+        utt_id,
+        repr(info.frames / info.samplerate),
+        path,
+        0,
+        info.frames,
+        spk,
+        session,
+        gender,
+    )
+
+
+def prepare_voxceleb(
+    data_folder,
+    save_folder,
+    trial_lists=("veri_test2.txt",),
+    split_ratio=(90, 10),
+    min_duration=3.0,
+    seed=1986,
+    exclude_trial_speakers=True,
+    max_speakers=None,
+    skip_prep=False,
+):
+    """Prepare VoxCeleb1/2 (or minivox) CSV manifests and trial lists.
+
+    Arguments
+    ---------
+    data_folder : str | list
+        One or several data folders (comma-separated string or list), each
+        laid out as ``<folder>/wav/<spk>/<session>/<utt>.wav``.
+    save_folder : str
+        Where the outputs are written.
+    trial_lists : sequence of str
+        Trial lists (``veri_test2.txt``, ``list_test_all2.txt``,
+        ``list_test_hard2.txt``), as paths or as names looked up in
+        ``<folder>/meta/`` and ``<folder>/``.
+    split_ratio : sequence of two numbers
+        Train/dev proportions of each training speaker's utterances.
+    min_duration : float
+        Files shorter than this (seconds) are left out of train/dev.
+    seed : int
+        Seed of the split (and of the speaker subset).
+    exclude_trial_speakers : bool
+        Leave every speaker named in a trial list (either column) out of
+        train/dev. With Vox1-E/H lists this removes all of VoxCeleb1.
+    max_speakers : int | None
+        Keep a seeded random subset of this many training speakers (quick
+        experiments).
+    skip_prep : bool
+        Do nothing and return the output paths (they must exist).
+
+    Returns
+    -------
+    dict
+        ``train``, ``dev``, ``test``, ``speakers``, ``opts`` paths and
+        ``trials``: the list of normalised trial-list copies.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from speechbrain_ssv.utils.io import write_wav
+    >>> root = str(getfixture("tmpdir"))
+    >>> for spk in ("id1", "id2", "id3"):
+    ...     for utt in ("00001", "00002"):
+    ...         write_wav(f"{root}/data/wav/{spk}/s1/{utt}.wav", np.zeros(100), 16000)
+    >>> _ = open(f"{root}/trials.txt", "w").write("1 id3/s1/00001.wav id3/s1/00002.wav\\n")
+    >>> out = prepare_voxceleb(
+    ...     f"{root}/data",
+    ...     f"{root}/save",
+    ...     [f"{root}/trials.txt"],
+    ...     split_ratio=(50, 50),
+    ...     min_duration=0.0,
+    ... )
+    >>> len(open(out["train"]).readlines()) + len(open(out["dev"]).readlines()) - 2
+    4
+    >>> open(out["test"]).readline().strip()
+    'ID,duration,wav,start,stop,spk_id,session,gender'
+    """
+    save_folder = os.path.abspath(os.fspath(save_folder))
+    if isinstance(trial_lists, (str, os.PathLike)):
+        trial_lists = [trial_lists]
+    trial_lists = [os.fspath(t) for t in trial_lists]
+    paths = _output_paths(save_folder, trial_lists)
+    complete, flat = _all_exist(paths)
+    if skip_prep:
+        if not complete:
+            missing = [p for p in flat if not os.path.isfile(p)]
+            raise ManifestError(
+                save_folder,
+                f"skip_prep=True but outputs are missing: {missing}; run the "
+                "preparation once with skip_prep=False",
+            )
+        return paths
+
+    folders = split_folders(data_folder)
+    if len(split_ratio) != 2 or min(split_ratio) <= 0:
+        raise SSVInputError(
+            "split_ratio",
+            f"is {split_ratio}; expected two positive numbers (train, dev)",
+        )
+    opts = {
+        "version": PREP_VERSION,
+        "data_folder": folders,
+        "trial_lists": trial_lists,
+        "split_ratio": [float(r) for r in split_ratio],
+        "min_duration": float(min_duration),
+        "seed": int(seed),
+        "exclude_trial_speakers": bool(exclude_trial_speakers),
+        "max_speakers": None if max_speakers is None else int(max_speakers),
+    }
+    if complete:
+        try:
+            with open(paths["opts"], encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        if previous == opts:
+            logger.info(
+                "VoxCeleb preparation skipped: %s is up to date (options "
+                "unchanged)",
+                save_folder,
+            )
+            return paths
+
+    # --- find the audio -------------------------------------------------
+    files = {}
+    for folder in folders:
+        found = scan_wavs(folder)
+        if not found:
+            raise ManifestError(
+                folder,
+                f"no wav files found; expected the layout {EXPECTED_LAYOUT} "
+                "(convert VoxCeleb2 m4a to 16 kHz wav first)",
+            )
+        n_dup = 0
+        for utt_id, path, spk, sess in found:
+            if utt_id in files:
+                # VoxCeleb recipes copy the Vox1 test set next to Vox2;
+                # the first folder given wins.
+                n_dup += 1
+                continue
+            files[utt_id] = (path, spk, sess)
+        logger.info(
+            "%s: %d wav files (%d already seen)", folder, len(found), n_dup
+        )
+    genders = read_gender_meta(folders)
+
+    # --- trial lists ----------------------------------------------------
+    trials_per_list = []
+    for name in trial_lists:
+        list_path = resolve_trial_list(name, folders)
+        trials_per_list.append(read_trial_list(list_path, known_ids=files))
+    test_ids = {}
+    for trials in trials_per_list:
+        for _, enrol, test in trials:
+            test_ids.setdefault(enrol, None)
+            test_ids.setdefault(test, None)
+    test_spks = {files[u][1] for u in test_ids}
+
+    # --- choose training speakers ----------------------------------------
+    utts_by_spk = {}
+    for utt_id, (_, spk, _) in files.items():
+        utts_by_spk.setdefault(spk, []).append(utt_id)
+    all_spks = sorted(utts_by_spk)
+    train_spks = [
+        s for s in all_spks if not (exclude_trial_speakers and s in test_spks)
+    ]
+    if exclude_trial_speakers and test_spks:
+        n_excl_utts = sum(len(utts_by_spk[s]) for s in test_spks)
+        vox1_wide = [
+            t for t in trial_lists if os.path.basename(t) in VOX1_WIDE_LISTS
+        ]
+        message = (
+            "%d of %d speakers (%d files) appear in the trial lists and are "
+            "excluded from train/dev"
+        )
+        args = (len(test_spks), len(all_spks), n_excl_utts)
+        if vox1_wide or len(test_spks) > len(all_spks) / 2:
+            logger.warning(
+                "!!! " + message + ". The Vox1-E/H lists (%s) cover the whole "
+                "of VoxCeleb1, so VoxCeleb1 cannot be used for training with "
+                "them: train on VoxCeleb2, or pass "
+                "exclude_trial_speakers=False knowingly. !!!",
+                *args,
+                ", ".join(vox1_wide) or "or lists this large",
+            )
+        else:
+            logger.info(message, *args)
+    if not train_spks:
+        raise ManifestError(
+            save_folder,
+            f"all {len(all_spks)} speakers appear in the trial lists, so no "
+            "training speaker is left; add a training corpus (e.g. "
+            "VoxCeleb2) or set exclude_trial_speakers=False",
+        )
+    rng = random.Random(seed)
+    if max_speakers is not None and max_speakers < len(train_spks):
+        train_spks = sorted(rng.sample(train_spks, int(max_speakers)))
+
+    # --- headers: only of the files that end up in a CSV ----------------
+    train_set = set(train_spks)
+    needed = [u for s in train_spks for u in utts_by_spk[s]]
+    needed += [u for u in test_ids if files[u][1] not in train_set]
+    infos = {}
+    for utt_id in tqdm(needed, desc="Reading audio headers", mininterval=2.0):
+        infos[utt_id] = audio_info(files[utt_id][0])
+
+    # --- train/dev split ------------------------------------------------
+    dev_frac = split_ratio[1] / float(sum(split_ratio))
+    train_rows, dev_rows, n_short = [], [], 0
+    n_used = {}
+    for spk in train_spks:
+        utts = []
+        for u in utts_by_spk[spk]:
+            if infos[u].frames / infos[u].samplerate < min_duration:
+                n_short += 1
+            else:
+                utts.append(u)
+        n_used[spk] = len(utts)
+        rng.shuffle(utts)
+        # Per-speaker split with >= 1 training utterance: a dev speaker
+        # unseen in training could not be encoded by the classifier.
+        n_dev = min(int(len(utts) * dev_frac + 0.5), max(len(utts) - 1, 0))
+        gender = genders.get(spk, "u")
+        for i, u in enumerate(sorted(utts[:n_dev]) + sorted(utts[n_dev:])):
+            path, _, sess = files[u]
+            row = _row(u, path, spk, sess, gender, infos[u])
+            (dev_rows if i < n_dev else train_rows).append(row)
+    logger.info(
+        "train/dev: %d speakers, %d + %d files; %d files shorter than %.2f s "
+        "dropped",
+        sum(1 for s in train_spks if n_used[s]),
+        len(train_rows),
+        len(dev_rows),
+        n_short,
+        min_duration,
+    )
+    if n_short:
+        logger.warning(
+            "%d files shorter than min_duration=%.2f s were left out of "
+            "train/dev",
+            n_short,
+            min_duration,
+        )
+
+    test_rows = []
+    for u in test_ids:
+        path, spk, sess = files[u]
+        test_rows.append(
+            _row(u, path, spk, sess, genders.get(spk, "u"), infos[u])
+        )
+
+    if train_rows and not dev_rows:
+        raise ManifestError(
+            paths["dev"],
+            f"would be empty: with split_ratio={list(split_ratio)} no "
+            f"speaker has enough utterances ({len(train_rows)} training "
+            "files) for a dev share; raise the dev ratio",
+        )
+
+    # --- write ----------------------------------------------------------
+    os.makedirs(save_folder, exist_ok=True)
+    _write_rows(paths["train"], sorted(train_rows))
+    _write_rows(paths["dev"], sorted(dev_rows))
+    _write_rows(paths["test"], test_rows)
+    for trials, out in zip(trials_per_list, paths["trials"]):
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for label, enrol, test in trials:
+                f.write(f"{label} {enrol}.wav {test}.wav\n")
+    with (
+        atomic_path(paths["speakers"]) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
+        writer = csv.writer(f)
+        writer.writerow(SPEAKER_COLUMNS)
+        for spk in all_spks:
+            roles = []
+            if n_used.get(spk):
+                roles.append("train")
+            if spk in test_spks:
+                roles.append("test")
+            split = "+".join(roles) or "unused"
+            writer.writerow(
+                (spk, genders.get(spk, "u"), len(utts_by_spk[spk]), split)
+            )
+    # Written last: its presence marks a complete preparation.
+    write_json(paths["opts"], opts)
+    logger.info("VoxCeleb manifests written to %s", save_folder)
+    return paths
+
+
+def main(argv=None):
+    """Command-line entry point.
+
+    Arguments
+    ---------
+    argv : list of str | None
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    dict
+        The paths returned by :func:`prepare_voxceleb`.
+
+    Example
+    -------
+    >>> main(["--help"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_ssv.data.voxceleb",
+        description="Prepare VoxCeleb1/2 CSV manifests and trial lists.",
+    )
+    parser.add_argument(
+        "--data_folder",
+        required=True,
+        nargs="+",
+        help="data folder(s); a comma-separated list also works",
+    )
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--trial_lists", nargs="+", default=["veri_test2.txt"])
+    parser.add_argument("--split_ratio", nargs=2, type=float, default=[90, 10])
+    parser.add_argument("--min_duration", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=1986)
+    parser.add_argument("--max_speakers", type=int, default=None)
+    parser.add_argument(
+        "--keep_trial_speakers",
+        action="store_true",
+        help="do not exclude trial-list speakers from train/dev",
+    )
+    parser.add_argument("--skip_prep", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    folders = [f for arg in args.data_folder for f in split_folders(arg)]
+    paths = prepare_voxceleb(
+        folders,
+        args.save_folder,
+        trial_lists=args.trial_lists,
+        split_ratio=args.split_ratio,
+        min_duration=args.min_duration,
+        seed=args.seed,
+        exclude_trial_speakers=not args.keep_trial_speakers,
+        max_speakers=args.max_speakers,
+        skip_prep=args.skip_prep,
+    )
+    print(json.dumps(paths, indent=2))
+    return paths
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SSVInputError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,1 @@
+"""Trainable building blocks: projection heads, prototypes, EMA teacher."""

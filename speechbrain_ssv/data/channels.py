@@ -34,7 +34,7 @@ STRENGTHS = {
         "lowpass": (5500, 7800),
         "n_peaks": (1, 2),
         "peak_db": 5.0,
-        "snr": (14, 32),
+        "snr": (12, 30),
         "level_db": (-28, -18),
         "pitch_drift": 0.02,
         "rate_drift": 0.04,

@@ -62,31 +62,37 @@ def find_checkpoint(path, min_key=None, max_key=None):
     from speechbrain.utils.checkpoints import Checkpointer
 
     path = os.fspath(path)
+    if min_key is not None and max_key is not None:
+        # SpeechBrain would silently use max_key and ignore min_key.
+        raise SSVInputError(
+            "min_key/max_key", "give at most one of them, not both"
+        )
     if os.path.isfile(os.path.join(path, "CKPT.yaml")):
         return path
     if not os.path.isdir(path):
         raise SSVInputError(path, "checkpoint folder does not exist")
     ckpter = Checkpointer(path)
-    kwargs = {}
-    if min_key is not None:
-        kwargs["min_key"] = min_key
-    if max_key is not None:
-        kwargs["max_key"] = max_key
-    try:
-        ckpt = ckpter.find_checkpoint(**kwargs)
-    except KeyError as err:
-        raise SSVInputError(
-            path, f"no checkpoint has the meta key {err}; use --min-key/--max-key "
-            "with a key the recipe logged, or none for the most recent"
-        ) from None
+    key = min_key if min_key is not None else max_key
+    ckpt = ckpter.find_checkpoint(min_key=min_key, max_key=max_key)
     if ckpt is None:
+        # SpeechBrain skips checkpoints without the key (e.g. intra-epoch
+        # ones) and returns None when none has it: say which case this is.
+        if key is not None and ckpter.list_checkpoints():
+            raise SSVInputError(
+                path,
+                f"no checkpoint has the meta key '{key}'; use --min-key/"
+                "--max-key with a key the recipe logged, or none for the "
+                "most recent",
+            )
         raise SSVInputError(path, "holds no CKPT+* checkpoint folder")
     return str(ckpt.path)
 
 
 def _training_hparams(ckpt_dir, hparams_file=None):
     if hparams_file is None:
-        hparams_file = os.path.join(os.path.dirname(os.path.dirname(ckpt_dir)), "hyperparams.yaml")
+        hparams_file = os.path.join(
+            os.path.dirname(os.path.dirname(ckpt_dir)), "hyperparams.yaml"
+        )
     if not os.path.isfile(hparams_file):
         raise SSVInputError(
             hparams_file,
@@ -113,12 +119,20 @@ def _load_state(path, prefix=""):
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise SSVInputError(path, "is not a state_dict checkpoint")
+    # DDP wraps modules; the bare module must load without the prefix. It
+    # is stripped first so ``prefix`` names the bare module's submodule.
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix)
+        }
         if not state:
-            raise SSVInputError(path, f"has no parameter whose name starts with {prefix!r}")
-    # DDP wraps modules; the bare module must load without the prefix.
-    return {k.removeprefix("module."): v for k, v in state.items()}
+            raise SSVInputError(
+                path, f"has no parameter whose name starts with {prefix!r}"
+            )
+    return state
 
 
 def export_checkpoint(
@@ -175,19 +189,31 @@ def export_checkpoint(
             raise SSVInputError(hparams_file, f"has no key '{key}' to export")
     enc_ckpt = os.path.join(ckpt_dir, f"{encoder_key}.ckpt")
     if not os.path.isfile(enc_ckpt):
-        raise SSVInputError(ckpt_dir, f"has no {encoder_key}.ckpt (recoverables differ?)")
+        raise SSVInputError(
+            ckpt_dir, f"has no {encoder_key}.ckpt (recoverables differ?)"
+        )
 
     out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, EXPORT_MARKER)):
+    if os.path.exists(out_dir) and not os.path.isfile(
+        os.path.join(out_dir, EXPORT_MARKER)
+    ):
         if os.listdir(out_dir):
-            raise SSVInputError(out_dir, "exists and is not an earlier export; refusing to overwrite it")
+            raise SSVInputError(
+                out_dir,
+                "exists and is not an earlier export; refusing to overwrite it",
+            )
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".export.", dir=parent)
     try:
         files = _write_folder(
-            tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
-            classifier_key, label_encoder_file,
+            tmp_dir,
+            ckpt_dir,
+            train_yaml,
+            encoder_key,
+            state_prefix,
+            classifier_key,
+            label_encoder_file,
         )
         info = {
             "checkpoint": ckpt_dir,
@@ -196,7 +222,9 @@ def export_checkpoint(
             "files": sorted(files),
         }
         info.update(extra_info or {})
-        with open(os.path.join(tmp_dir, EXPORT_MARKER), "w", encoding="utf-8") as f:
+        with open(
+            os.path.join(tmp_dir, EXPORT_MARKER), "w", encoding="utf-8"
+        ) as f:
             json.dump(info, f, indent=2, sort_keys=True)
         if verify:
             verify_export(tmp_dir)
@@ -213,8 +241,15 @@ def export_checkpoint(
     return out_dir
 
 
-def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
-                  classifier_key, label_encoder_file):
+def _write_folder(
+    tmp_dir,
+    ckpt_dir,
+    train_yaml,
+    encoder_key,
+    state_prefix,
+    classifier_key,
+    label_encoder_file,
+):
     inference = CommentedMap()
     loadables = CommentedMap()
     files = []
@@ -232,14 +267,27 @@ def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
     inference["embedding_model"] = _copy_node(train_yaml[encoder_key])
     save_torch(
         os.path.join(tmp_dir, "embedding_model.ckpt"),
-        _load_state(os.path.join(ckpt_dir, f"{encoder_key}.ckpt"), state_prefix),
+        _load_state(
+            os.path.join(ckpt_dir, f"{encoder_key}.ckpt"), state_prefix
+        ),
     )
     loadables["embedding_model"] = "embedding_model"
     files.append("embedding_model.ckpt")
 
-    cls_ckpt = os.path.join(ckpt_dir, f"{classifier_key}.ckpt") if classifier_key else None
+    cls_ckpt = (
+        os.path.join(ckpt_dir, f"{classifier_key}.ckpt")
+        if classifier_key
+        else None
+    )
     if cls_ckpt and os.path.isfile(cls_ckpt) and classifier_key in train_yaml:
         state = _load_state(cls_ckpt)
+        if "weight" not in state or state["weight"].dim() != 2:
+            raise SSVInputError(
+                cls_ckpt,
+                "has no 2-D 'weight' [speakers, embedding]; only "
+                "ECAPA-style Classifier heads can be exported "
+                "(pass classifier_key=None to export the encoder alone)",
+            )
         weight = state["weight"]
         # The yaml's out_n_neurons may exceed the label count; the weight
         # shape is the truth (SpeechBrain never checks it).
@@ -252,10 +300,16 @@ def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
         loadables["classifier"] = "classifier"
         files.append("classifier.ckpt")
         if label_encoder_file is None:
-            label_encoder_file = os.path.join(os.path.dirname(ckpt_dir), "label_encoder.txt")
+            label_encoder_file = os.path.join(
+                os.path.dirname(ckpt_dir), "label_encoder.txt"
+            )
         if os.path.isfile(label_encoder_file):
-            inference["label_encoder"] = _tagged("!new:speechbrain.dataio.encoder.CategoricalEncoder")
-            shutil.copyfile(label_encoder_file, os.path.join(tmp_dir, "label_encoder.ckpt"))
+            inference["label_encoder"] = _tagged(
+                "!new:speechbrain.dataio.encoder.CategoricalEncoder"
+            )
+            shutil.copyfile(
+                label_encoder_file, os.path.join(tmp_dir, "label_encoder.ckpt")
+            )
             loadables["label_encoder"] = "label_encoder"
             files.append("label_encoder.ckpt")
 
@@ -263,7 +317,12 @@ def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
         "!new:speechbrain.dataio.preprocess.AudioNormalizer", sample_rate=16000
     )
     modules = CommentedMap()
-    for key in ("compute_features", "mean_var_norm", "embedding_model", "classifier"):
+    for key in (
+        "compute_features",
+        "mean_var_norm",
+        "embedding_model",
+        "classifier",
+    ):
         if key in inference:
             modules[key] = f"@@REF<{key}>"
     inference["modules"] = modules
@@ -285,7 +344,9 @@ def _write_folder(tmp_dir, ckpt_dir, train_yaml, encoder_key, state_prefix,
         "# Load with speechbrain.inference.speaker.EncoderClassifier.from_hparams(\n"
         "#     source=<this folder>, savedir=<any folder>)\n"
     )
-    with open(os.path.join(tmp_dir, "hyperparams.yaml"), "w", encoding="utf-8") as f:
+    with open(
+        os.path.join(tmp_dir, "hyperparams.yaml"), "w", encoding="utf-8"
+    ) as f:
         f.write(header + text)
     files.append("hyperparams.yaml")
     return files
@@ -341,7 +402,23 @@ def verify_export(folder, device="cpu"):
                 )
             for key, tensor in saved.items():
                 if not torch.equal(tensor, loaded[key].cpu()):
-                    raise RuntimeError(f"{path}: '{key}' did not load bit-identically")
+                    raise RuntimeError(
+                        f"{path}: '{key}' did not load bit-identically"
+                    )
+        path = os.path.join(folder, "mean_var_norm.ckpt")
+        if os.path.isfile(path):
+            # Statistics are not in state_dict(): SpeechBrain loads them
+            # with a custom hook, which a yaml mismatch would skip silently.
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            norm = model.mods["mean_var_norm"]
+            for key in ("glob_mean", "glob_std"):
+                if key in saved and not torch.equal(
+                    torch.as_tensor(saved[key]).cpu(),
+                    torch.as_tensor(getattr(norm, key, torch.empty(0))).cpu(),
+                ):
+                    raise RuntimeError(
+                        f"{path}: '{key}' did not load bit-identically"
+                    )
     return model
 
 
@@ -354,9 +431,13 @@ def main(argv=None):
         Arguments (default: ``sys.argv[1:]``).
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="CKPT+... folder or a recipe save folder")
+    parser.add_argument(
+        "checkpoint", help="CKPT+... folder or a recipe save folder"
+    )
     parser.add_argument("--out", required=True, help="destination folder")
-    parser.add_argument("--hparams", default=None, help="training hyperparams.yaml")
+    parser.add_argument(
+        "--hparams", default=None, help="training hyperparams.yaml"
+    )
     parser.add_argument("--encoder-key", default="embedding_model")
     parser.add_argument("--state-prefix", default="")
     parser.add_argument("--min-key", default=None)

@@ -9,6 +9,7 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import hashlib
 import os
 
 import speechbrain as sb
@@ -38,6 +39,46 @@ def unwrap(module):
     True
     """
     return getattr(module, "module", module)
+
+
+def weights_fingerprint(modules):
+    """Short hash of the parameters and buffers of some modules.
+
+    The embedding cache of an evaluation is keyed by a model tag; adding this
+    hash makes the tag change whenever the weights do, so a re-trained model
+    written to the same output folder after the same number of steps never
+    reuses the embeddings of the previous one.
+
+    Arguments
+    ---------
+    modules : iterable of torch.nn.Module
+        The modules (bare or wrapped).
+
+    Returns
+    -------
+    str
+        12 hex digits.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> a = weights_fingerprint([lin])
+    >>> a == weights_fingerprint([lin])
+    True
+    >>> with torch.no_grad():
+    ...     _ = lin.weight.add_(1.0)
+    >>> a == weights_fingerprint([lin])
+    False
+    """
+    h = hashlib.sha1()
+    for module in modules:
+        for name, tensor in unwrap(module).state_dict().items():
+            h.update(name.encode())
+            if isinstance(tensor, torch.Tensor):
+                t = tensor.detach().cpu().contiguous()
+                # view as bytes: works for every dtype, bfloat16 included.
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 class VerificationBrain(sb.Brain):
@@ -90,7 +131,9 @@ class VerificationBrain(sb.Brain):
 
         @torch.no_grad()
         def encoder_fn(wavs, lens):
-            return self.encode(wavs.to(self.device), lens.to(self.device), modules)
+            return self.encode(
+                wavs.to(self.device), lens.to(self.device), modules
+            )
 
         return encoder_fn
 
@@ -121,8 +164,9 @@ class VerificationBrain(sb.Brain):
         out_dir : str
             Where scores, metrics and plots go.
         model_tag : str
-            Identifies the weights, so cached embeddings of other weights are
-            not reused.
+            Names the weights in logs and ``metrics.json``; a hash of the
+            encoder weights is appended, so cached embeddings of other
+            weights are never reused.
 
         Returns
         -------
@@ -132,7 +176,11 @@ class VerificationBrain(sb.Brain):
         """
         if not if_main_process():
             return None
-        was_training = {k: unwrap(self.modules[k]).training for k in self.encoder_keys}
+        encoder = [self.modules[k] for k in self.encoder_keys]
+        model_tag = f"{model_tag}-w{weights_fingerprint(encoder)}"
+        was_training = {
+            k: unwrap(self.modules[k]).training for k in self.encoder_keys
+        }
         for k in self.encoder_keys:
             unwrap(self.modules[k]).eval()
         try:
@@ -180,8 +228,12 @@ class VerificationBrain(sb.Brain):
         """
         if not self.should_verify(epoch):
             return {}
-        out_dir = os.path.join(self.hparams.output_folder, "verification", f"epoch{epoch}")
-        metrics = self.verify(out_dir, model_tag=f"epoch{epoch}-step{self.optimizer_step}")
+        out_dir = os.path.join(
+            self.hparams.output_folder, "verification", f"epoch{epoch}"
+        )
+        metrics = self.verify(
+            out_dir, model_tag=f"epoch{epoch}-step{self.optimizer_step}"
+        )
         if metrics is None:
             return {}
         return {
@@ -205,7 +257,11 @@ class VerificationBrain(sb.Brain):
             Whether the optimizer steps after this batch.
         """
         sched = getattr(self.hparams, "lr_annealing", None)
-        if sched is not None and not hasattr(sched, "on_batch_end") and should_step:
+        if (
+            sched is not None
+            and not hasattr(sched, "on_batch_end")
+            and should_step
+        ):
             sched(self.optimizer, self.optimizer_step)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):

@@ -10,7 +10,11 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechbrain_ssv.export import export_checkpoint, verify_export
+from speechbrain_ssv.export import (
+    export_checkpoint,
+    find_checkpoint,
+    verify_export,
+)
 from speechbrain_ssv.utils.errors import SSVInputError
 
 TRAIN_YAML = """
@@ -40,12 +44,16 @@ def recipe_output(tmp_path):
     save.mkdir(parents=True)
     (out / "hyperparams.yaml").write_text(TRAIN_YAML)
     torch.manual_seed(0)
-    enc = ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=16)
+    enc = ECAPA_TDNN(
+        24, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=16
+    )
     # out_neurons in the yaml is larger than the label count on purpose
     cls = Classifier(16, out_neurons=3)
     for p in cls.parameters():
         torch.nn.init.normal_(p)
-    ckpter = Checkpointer(str(save), {"embedding_model": enc, "classifier": cls})
+    ckpter = Checkpointer(
+        str(save), {"embedding_model": enc, "classifier": cls}
+    )
     ckpter.save_checkpoint(meta={"ErrorRate": 0.5})
     with torch.no_grad():
         for p in enc.parameters():
@@ -64,35 +72,50 @@ def test_export_loads_bit_identical(recipe_output, tmp_path):
     )
 
     out, enc, cls = recipe_output
-    folder = export_checkpoint(out / "save", tmp_path / "pretrained", min_key="ErrorRate")
+    folder = export_checkpoint(
+        out / "save", tmp_path / "pretrained", min_key="ErrorRate"
+    )
     assert sorted(os.listdir(folder)) == sorted(
-        ["hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
-         "label_encoder.ckpt", "export_info.json"]
+        [
+            "hyperparams.yaml",
+            "embedding_model.ckpt",
+            "classifier.ckpt",
+            "label_encoder.ckpt",
+            "export_info.json",
+        ]
     )
     text = open(os.path.join(folder, "hyperparams.yaml")).read()
     assert "!new:speechbrain_ssv" not in text and "paths:" not in text
     # Relocate the folder: the export must not depend on where it was made.
     moved = tmp_path / "moved"
     shutil.move(folder, moved)
-    model = EncoderClassifier.from_hparams(source=str(moved), savedir=str(tmp_path / "sd"))
+    model = EncoderClassifier.from_hparams(
+        source=str(moved), savedir=str(tmp_path / "sd")
+    )
     for k, v in enc.state_dict().items():
         assert torch.equal(model.mods.embedding_model.state_dict()[k], v), k
     assert model.mods.classifier.weight.shape == (3, 16)
     wav = torch.randn(1, 16000)
-    feats = model.mods.mean_var_norm(model.mods.compute_features(wav), torch.ones(1))
+    feats = model.mods.mean_var_norm(
+        model.mods.compute_features(wav), torch.ones(1)
+    )
     ref = enc.eval()(feats).squeeze()
     emb = model.encode_batch(wav).squeeze()
     assert torch.isfinite(emb).all()
     assert torch.allclose(emb, ref, atol=1e-5)
     assert model.classify_batch(wav)[3][0] in {"id00001", "id00002", "id00003"}
-    verifier = SpeakerRecognition.from_hparams(source=str(moved), savedir=str(tmp_path / "sd2"))
+    verifier = SpeakerRecognition.from_hparams(
+        source=str(moved), savedir=str(tmp_path / "sd2")
+    )
     score, _ = verifier.verify_batch(wav, wav)
     assert score.item() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_export_picks_checkpoint_by_key(recipe_output, tmp_path):
     out, enc, _ = recipe_output
-    folder = export_checkpoint(out / "save", tmp_path / "p", max_key="ErrorRate")
+    folder = export_checkpoint(
+        out / "save", tmp_path / "p", max_key="ErrorRate"
+    )
     saved = torch.load(os.path.join(folder, "embedding_model.ckpt"))
     # max ErrorRate is the first checkpoint, saved before the +0.01 shift
     k = next(iter(saved))
@@ -122,3 +145,77 @@ def test_verify_export_detects_mis_keyed_weights(recipe_output, tmp_path):
 def test_export_missing_checkpoint_is_clear(tmp_path):
     with pytest.raises(SSVInputError, match="does not exist"):
         export_checkpoint(tmp_path / "nope", tmp_path / "p")
+
+
+def test_find_checkpoint_key_missing_everywhere_is_clear(
+    recipe_output, tmp_path
+):
+    out, _, _ = recipe_output
+    with pytest.raises(
+        SSVInputError, match="no checkpoint has the meta key 'EER'"
+    ):
+        export_checkpoint(out / "save", tmp_path / "p", min_key="EER")
+
+
+def test_find_checkpoint_refuses_both_keys(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    with pytest.raises(SSVInputError, match="at most one"):
+        export_checkpoint(
+            out / "save",
+            tmp_path / "p",
+            min_key="ErrorRate",
+            max_key="ErrorRate",
+        )
+
+
+def test_export_strips_ddp_prefix_before_state_prefix(recipe_output, tmp_path):
+    out, enc, _ = recipe_output
+    ckpt = find_checkpoint(out / "save")
+    path = os.path.join(ckpt, "embedding_model.ckpt")
+    state = torch.load(path)
+    # A DDP-wrapped teacher-style wrapper: module.backbone.<param>
+    torch.save({"module.backbone." + k: v for k, v in state.items()}, path)
+    folder = export_checkpoint(
+        out / "save",
+        tmp_path / "p",
+        state_prefix="backbone.",
+        classifier_key=None,
+    )
+    saved = torch.load(os.path.join(folder, "embedding_model.ckpt"))
+    assert sorted(saved) == sorted(state)
+
+
+def test_export_classifier_without_weight_is_clear(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    ckpt = find_checkpoint(out / "save")
+    torch.save({"bias": torch.zeros(3)}, os.path.join(ckpt, "classifier.ckpt"))
+    with pytest.raises(SSVInputError, match="classifier.ckpt.*'weight'"):
+        export_checkpoint(out / "save", tmp_path / "p")
+
+
+def test_verify_export_checks_normaliser_statistics(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    hp = out / "hyperparams.yaml"
+    hp.write_text(
+        hp.read_text().replace("norm_type: sentence", "norm_type: global")
+    )
+    stats = {
+        "count": 3,
+        "glob_mean": torch.randn(24),
+        "glob_std": torch.rand(24) + 0.5,
+    }
+    torch.save(
+        stats, os.path.join(find_checkpoint(out / "save"), "normalizer.ckpt")
+    )
+    folder = export_checkpoint(out / "save", tmp_path / "p")
+    assert "mean_var_norm.ckpt" in os.listdir(folder)
+    # A yaml whose Pretrainer does not load the normaliser leaves its
+    # statistics at init, with no error from SpeechBrain.
+    text = open(os.path.join(folder, "hyperparams.yaml")).read()
+    assert "loadables: {mean_var_norm: !ref <mean_var_norm>, " in text
+    text = text.replace(
+        "loadables: {mean_var_norm: !ref <mean_var_norm>, ", "loadables: {"
+    )
+    open(os.path.join(folder, "hyperparams.yaml"), "w").write(text)
+    with pytest.raises(RuntimeError, match="glob_mean"):
+        verify_export(folder)

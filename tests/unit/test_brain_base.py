@@ -1,0 +1,44 @@
+"""VerificationBrain: the evaluation cache tag follows the weights."""
+
+import torch
+
+from speechbrain_ssv.brains import base
+
+
+class _Enc(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, x, lens=None):
+        return self.lin(x)
+
+
+def test_verify_tag_changes_with_weights(monkeypatch, tmp_path):
+    tags = []
+
+    def fake_eval(encoder_fn, utts, trials, out_dir, model_tag, **kw):
+        tags.append(model_tag)
+        return {"eer": 0.0, "min_dcf@0.01": 0.0}
+
+    monkeypatch.setattr(base, "evaluate_verification", fake_eval)
+    mods = {
+        "compute_features": torch.nn.Identity(),
+        "mean_var_norm": torch.nn.Identity(),
+        "embedding_model": _Enc(),
+    }
+    brain = base.VerificationBrain(
+        modules=mods,
+        hparams={"verification_file": "t.txt"},
+        run_opts={"device": "cpu"},
+    )
+    brain._test_utts = {}
+    brain.verify(str(tmp_path), "final-step10")
+    brain.verify(str(tmp_path), "final-step10")
+    with torch.no_grad():
+        brain.modules.embedding_model.lin.weight.add_(1.0)
+    brain.verify(str(tmp_path), "final-step10")
+    assert tags[0] == tags[1] and tags[0].startswith("final-step10-w")
+    # Same name, other weights (e.g. a re-run in the same output folder):
+    # the cached embeddings must not be reused.
+    assert tags[2] != tags[0]

@@ -53,8 +53,8 @@ def main(argv=None):
     parser.add_argument("--size", default="default", choices=["tiny", "default"])
     parser.add_argument("--hparams", default=os.path.join(SUPERVISED, "hparams", "ecapa_minivox.yaml"))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("train_overrides", nargs="*", help="extra --key value overrides for training")
-    args = parser.parse_args(argv)
+    # Anything else (--number_of_epochs 2, ...) is passed to the training recipe.
+    args, train_overrides = parser.parse_known_args(argv)
 
     from speechbrain_ssv.data.minivox import generate_minivox
     from speechbrain_ssv.eval.baselines import MFCCMeanEncoder
@@ -77,14 +77,16 @@ def main(argv=None):
     cmd = [
         sys.executable, os.path.join(SUPERVISED, "train.py"), args.hparams,
         "--data_folder", args.data_folder, "--output_folder", train_out,
-        *args.train_overrides,
+        *train_overrides,
     ]
     subprocess.run(cmd, check=True)
     timings["train_s"] = time.time() - t1
 
     print("[3/4] baselines on the same trials")
     hp = load_hparams(
-        args.hparams, {"data_folder": args.data_folder, "output_folder": train_out}
+        args.hparams,
+        {"data_folder": args.data_folder, "output_folder": train_out,
+         **_overrides_dict(train_overrides, args.hparams)},
     )
     utts = utt_to_wav_from_csv(hp["test_annotation"])
     trials = hp["verification_file"]
@@ -141,6 +143,24 @@ def main(argv=None):
          "timings_s": timings, "export_folder": export},
     )
     print("\n" + summary)
+
+
+def _overrides_dict(tokens, hparams_file):
+    """Training overrides that are keys of ``hparams_file`` (run options such
+    as ``--device`` or ``--noprogressbar`` are not), so the baselines are
+    built with the same settings as the trained model."""
+    import yaml
+
+    with open(hparams_file) as f:
+        keys = {line.split(":", 1)[0] for line in f if line[:1].isalpha()}
+    out, i = {}, 0
+    while i < len(tokens):
+        key = tokens[i].removeprefix("--")
+        has_value = i + 1 < len(tokens) and not tokens[i + 1].startswith("--")
+        if key in keys and has_value:
+            out[key] = yaml.safe_load(tokens[i + 1])
+        i += 2 if has_value else 1
+    return out
 
 
 def _example_pairs(trial_path, utts):

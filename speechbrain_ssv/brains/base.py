@@ -104,7 +104,8 @@ class VerificationBrain(sb.Brain):
         lens : torch.Tensor
             ``[B]`` relative lengths.
         modules : dict-like | None
-            Where to find the three encoder modules; defaults to
+            Where to find the modules named by ``encoder_keys`` (features,
+            normalisation, embedding model, in that order); defaults to
             ``self.modules``.
 
         Returns
@@ -112,10 +113,10 @@ class VerificationBrain(sb.Brain):
         torch.Tensor
             ``[B, D]`` embeddings.
         """
-        modules = self.modules if modules is None else modules
-        feats = modules["compute_features"](wavs)
-        feats = modules["mean_var_norm"](feats, lens)
-        emb = modules["embedding_model"](feats, lens)
+        source = self.modules if modules is None else modules
+        features, norm, embedder = (source[k] for k in self.encoder_keys)
+        feats = norm(features(wavs), lens)
+        emb = embedder(feats, lens)
         return emb.reshape(emb.shape[0], -1)
 
     def inference_encoder(self):

@@ -442,28 +442,6 @@ class SDPNBrain(VerificationBrain):
                 student, self.ema_momentum(self.optimizer_step - 1)
             )
 
-    def inference_encoder(self):
-        """Encoder function on the teacher's (bare) modules.
-
-        Returns
-        -------
-        callable
-            ``encoder_fn(wavs, lens) -> [B, D]``.
-        """
-        modules = {
-            "compute_features": unwrap(self.modules.compute_features),
-            "mean_var_norm": unwrap(self.modules.mean_var_norm),
-            "embedding_model": unwrap(self.modules.teacher_embedding_model),
-        }
-
-        @torch.no_grad()
-        def encoder_fn(wavs, lens):
-            return self.encode(
-                wavs.to(self.device), lens.to(self.device), modules
-            )
-
-        return encoder_fn
-
     def on_stage_start(self, stage, epoch=None):
         """Reset the collapse monitor at the start of training epochs.
 

@@ -24,7 +24,7 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check speechbrain_ssv recipes tests bench
-	$(PY) -m yamllint -s recipes hparams
+	$(PY) -m yamllint -s recipes
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

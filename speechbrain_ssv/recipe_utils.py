@@ -8,10 +8,43 @@ Authors
 
 import os
 
+import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.io import write_json
+
+
+def setup_experiment(argv):
+    """The start every recipe shares: parse the command line, join the DDP
+    group (under torchrun), load the hparams with clear errors, create the
+    experiment folder, prepare the VoxCeleb-layout manifests and the
+    augmentation data.
+
+    Arguments
+    ---------
+    argv : list
+        ``sys.argv[1:]``: the hparams file, then ``--key value`` overrides
+        and SpeechBrain run options.
+
+    Returns
+    -------
+    tuple
+        ``(hparams, run_opts, hparams_file)``.
+    """
+    from speechbrain_ssv.utils.hparams import load_hparams
+
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    hparams = load_hparams(hparams_file, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    prepare_voxceleb_data(hparams)
+    prepare_augmentation_data(hparams)
+    return hparams, run_opts, hparams_file
 
 
 def prepare_voxceleb_data(hparams):
@@ -42,7 +75,8 @@ def prepare_voxceleb_data(hparams):
         },
     )
     hparams["verification_file"] = os.path.join(
-        hparams["save_folder"], os.path.basename(str(hparams["verification_file"]))
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
     )
 
 
@@ -108,14 +142,21 @@ def final_verification(brain, min_key=None, max_key=None):
     dict | None
         Metrics on the main process.
     """
-    kwargs = {k: v for k, v in (("min_key", min_key), ("max_key", max_key)) if v}
+    kwargs = {
+        k: v for k, v in (("min_key", min_key), ("max_key", max_key)) if v
+    }
     brain.checkpointer.recover_if_possible(**kwargs)
     out_dir = os.path.join(brain.hparams.output_folder, "verification", "final")
-    metrics = brain.verify(out_dir, model_tag=f"final-step{brain.optimizer_step}")
+    metrics = brain.verify(
+        out_dir, model_tag=f"final-step{brain.optimizer_step}"
+    )
     if metrics is not None:
         brain.hparams.train_logger.log_stats(
-            stats_meta={"final verification": os.path.basename(
-                str(brain.hparams.verification_file))},
+            stats_meta={
+                "final verification": os.path.basename(
+                    str(brain.hparams.verification_file)
+                )
+            },
             test_stats={
                 "EER": 100 * metrics["eer"],
                 "minDCF@0.01": 100 * metrics["min_dcf@0.01"],
@@ -125,8 +166,15 @@ def final_verification(brain, min_key=None, max_key=None):
     return metrics
 
 
-def export_and_report(brain, hparams, metrics, min_key=None, max_key=None,
-                      encoder_key="embedding_model", classifier_key="classifier"):
+def export_and_report(
+    brain,
+    hparams,
+    metrics,
+    min_key=None,
+    max_key=None,
+    encoder_key="embedding_model",
+    classifier_key="classifier",
+):
     """Write ``results.json`` and export the selected checkpoint to
     ``hparams["export_folder"]`` (skipped when that key is empty).
 
@@ -153,7 +201,9 @@ def export_and_report(brain, hparams, metrics, min_key=None, max_key=None,
         export_checkpoint(
             hparams["save_folder"],
             export_folder,
-            hparams_file=os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+            hparams_file=os.path.join(
+                hparams["output_folder"], "hyperparams.yaml"
+            ),
             encoder_key=encoder_key,
             classifier_key=classifier_key,
             min_key=min_key,

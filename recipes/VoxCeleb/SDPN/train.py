@@ -22,30 +22,16 @@ Authors
 
 import sys
 
-import speechbrain as sb
-
 from speechbrain_ssv.brains.sdpn import SDPNBrain
 from speechbrain_ssv.data.pipelines import make_multicrop_dataset
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
-    prepare_augmentation_data,
-    prepare_voxceleb_data,
+    setup_experiment,
 )
-from speechbrain_ssv.utils.hparams import load_hparams
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
-    hparams = load_hparams(hparams_file, overrides)
-
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    prepare_voxceleb_data(hparams)
-    prepare_augmentation_data(hparams)
+    hparams, run_opts, _ = setup_experiment(sys.argv[1:])
 
     train_data = make_multicrop_dataset(
         hparams["train_annotation"],

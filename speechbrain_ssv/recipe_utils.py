@@ -9,7 +9,11 @@ Authors
 import os
 
 import speechbrain as sb
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import (
+    ddp_broadcast,
+    if_main_process,
+    run_on_main,
+)
 
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.io import write_json
@@ -150,6 +154,9 @@ def final_verification(brain, min_key=None, max_key=None):
     metrics = brain.verify(
         out_dir, model_tag=f"final-step{brain.optimizer_step}"
     )
+    # Only the main process scored the trials, but log_stats is a
+    # main-process-only function that broadcasts: every rank must call it.
+    metrics = ddp_broadcast(metrics)
     if metrics is not None:
         brain.hparams.train_logger.log_stats(
             stats_meta={

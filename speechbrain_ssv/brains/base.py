@@ -242,6 +242,26 @@ class VerificationBrain(sb.Brain):
             "minDCF": 100 * metrics["min_dcf@0.01"],
         }
 
+    def _wrap_distributed(self):
+        """DDP-wrap the trainable modules; on CPU (``gloo``) without
+        SyncBatchNorm.
+
+        SpeechBrain always converts BatchNorm to SyncBatchNorm under torchrun,
+        which has no CPU kernel ("SyncBatchNorm layers only work with GPU
+        modules"), so CPU DDP would fail at start. On CPU each rank keeps its
+        own BatchNorm statistics; on GPU SpeechBrain's behaviour is kept.
+        """
+        if self.distributed_launch and torch.device(self.device).type == "cpu":
+            from torch.nn.parallel import DistributedDataParallel
+
+            for name, module in self.modules.items():
+                if any(p.requires_grad for p in module.parameters()):
+                    self.modules[name] = DistributedDataParallel(
+                        module, find_unused_parameters=self.find_unused_parameters
+                    )
+            return
+        super()._wrap_distributed()
+
     def on_fit_batch_start(self, batch, should_step):
         """Set the learning rate of the step about to happen.
 

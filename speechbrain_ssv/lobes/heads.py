@@ -1,4 +1,4 @@
-"""Projection heads, learnable prototypes and the DINO centre.
+"""Projection heads, learnable prototypes, the DINO centre and the AP scale.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from speechbrain_ssv.losses.mixap import cosine_logits
 from speechbrain_ssv.losses.sdpn import dino_center_update, prototype_scores
 
 
@@ -252,4 +253,66 @@ class Center(torch.nn.Module):
         """
         self.center.copy_(
             dino_center_update(self.center, teacher_logits, self.momentum)
+        )
+
+
+class AngularScale(torch.nn.Module):
+    """Learnable scale ``w`` and bias ``b`` of the angular prototypical logits.
+
+    ``S[i, j] = w * cos(query_i, anchor_j) + b``. Eq. 1 of the i-mix paper
+    prints bare cosines (``w = 1, b = 0``: set ``learnable=False``), with which
+    the softmax over cosines in [-1, 1] can barely separate positives; the AP
+    implementations the paper builds on learn ``w`` (init 10) and ``b``
+    (init -5). Those implementations mean to keep ``w`` positive but their
+    ``torch.clamp`` result is discarded; here the clamp is applied in the
+    forward pass, so ``w`` never flips the sign of the similarity.
+
+    Arguments
+    ---------
+    init_scale : float
+        Initial ``w``.
+    init_bias : float
+        Initial ``b``.
+    learnable : bool
+        Learn ``w`` and ``b`` (registered as parameters, so optimizer and
+        checkpointer see them) or keep them fixed (buffers).
+    min_scale : float
+        Lower bound applied to ``w``.
+
+    Example
+    -------
+    >>> head = AngularScale()
+    >>> head(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    tensor([[ 5., -5.]], grad_fn=<AddBackward0>)
+    """
+
+    def __init__(self, init_scale=10.0, init_bias=-5.0, learnable=True, min_scale=1e-6):
+        super().__init__()
+        self.min_scale = min_scale
+        scale = torch.tensor(float(init_scale))
+        bias = torch.tensor(float(init_bias))
+        if learnable:
+            self.scale = torch.nn.Parameter(scale)
+            self.bias = torch.nn.Parameter(bias)
+        else:
+            self.register_buffer("scale", scale)
+            self.register_buffer("bias", bias)
+
+    def forward(self, query, anchor):
+        """Logits of every query against every anchor.
+
+        Arguments
+        ---------
+        query : torch.Tensor
+            ``[N, D]``.
+        anchor : torch.Tensor
+            ``[M, D]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[N, M]``.
+        """
+        return cosine_logits(
+            query, anchor, self.scale.clamp(min=self.min_scale), self.bias
         )

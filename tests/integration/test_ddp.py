@@ -1,5 +1,6 @@
 """torchrun DDP (2 CPU processes, gloo) runs the recipes end to end: the
-cross-rank statistics (SDPN's Sinkhorn sums, DINO centre), main-process-only
+cross-rank statistics (SDPN's Sinkhorn sums, DINO centre, i-AP's gathered
+negatives), main-process-only
 verification and export must not deadlock or diverge between ranks."""
 
 import json
@@ -20,6 +21,8 @@ RECIPES = {
         ["--sentence_len", "1.5", "--warmup_epochs", "0"],
     ),
     "sdpn": ("SDPN", "sdpn_minivox.yaml", []),
+    # i-AP gathers the anchors of both ranks as negatives (with gradient).
+    "i_ap": ("MixAP", "i_ap_minivox.yaml", []),
 }
 
 

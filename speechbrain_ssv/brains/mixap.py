@@ -1,0 +1,242 @@
+"""Angular prototypical training with instance mixup: AP, i-AP and l-AP.
+
+Each utterance gives two independently cropped and augmented segments. The
+first (the query) is embedded and compared with the second segments of all
+utterances in the batch (the anchors) through scaled cosines; AP trains
+each query to pick its own anchor (Eq. 1). i-AP mixes each query's
+features with those of another utterance of the batch and trains towards
+the mixed target (Eq. 4); l-AP mixes the latent means of a pre-trained,
+frozen VAE instead, and embeds the decoded features (Eq. 6-7). No speaker
+label is used: the training dataset does not provide one.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import logging
+
+import speechbrain as sb
+import torch
+
+from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.losses.mixap import (
+    angular_prototypical_loss,
+    gather_with_grad,
+    imix_loss,
+    mix,
+    random_partner,
+    sample_lambda,
+)
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("ap", "imix", "lmix")
+
+
+class MixAPBrain(VerificationBrain):
+    """AP (``method: ap``), i-AP (``imix``) or l-AP (``lmix``) training.
+
+    Modules: ``compute_features`` (MFCC), ``mean_var_norm``,
+    ``embedding_model``, ``ap_scale``
+    (:class:`~speechbrain_ssv.lobes.heads.AngularScale`) and, for l-AP, a
+    frozen ``vae`` (:class:`~speechbrain_ssv.lobes.vae.ConvVAE`, loaded by
+    the recipe from ``train_vae.py``'s export; never updated, never
+    DDP-wrapped).
+
+    Hparams it reads: ``method``, ``mix_alpha`` (Beta(alpha, alpha)),
+    ``per_sample_lambda``, ``fold_lambda``, ``n_frames`` (features are cut to
+    this many frames: the VAE's input size), ``wav_augment`` (Augmenter or
+    null; each segment gets its own draw), ``time_mask`` and ``ceps_mask``
+    (SpectrogramDrop or null: cepsaugment), ``gather_negatives`` (under DDP,
+    anchors of every rank are negatives), ``train_logger``,
+    ``epoch_counter``, ``lr_annealing`` and the verification keys of
+    :class:`VerificationBrain`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        method = self.hparams.method
+        if method not in METHODS:
+            raise ValueError(f"method={method!r}; expected one of {METHODS}")
+        if method == "lmix":
+            if "vae" not in self.modules:
+                raise ValueError(
+                    "method 'lmix' needs a pre-trained VAE in modules['vae'] "
+                    "(train it with recipes/VoxCeleb/MixAP/train_vae.py)"
+                )
+            for p in self.modules.vae.parameters():
+                p.requires_grad_(False)
+        self._reset_monitor()
+
+    # ---------------------------------------------------------------- inputs
+    def _segment_features(self, wavs, lens, augment):
+        if augment is not None:
+            wavs, lens = augment(wavs, lens)
+        feats = self.modules.mean_var_norm(
+            self.modules.compute_features(wavs), lens
+        )
+        n = self.hparams.n_frames
+        if feats.shape[1] < n:
+            raise ValueError(
+                f"segments give {feats.shape[1]} feature frames but n_frames={n}; "
+                "raise segment_seconds or lower n_frames in the hparams"
+            )
+        return feats[:, :n]
+
+    def _cepsaugment(self, feats):
+        for key in ("time_mask", "ceps_mask"):
+            mask = getattr(self.hparams, key, None)
+            if mask is not None:
+                feats = mask(feats)
+        return feats
+
+    def mix_queries(self, feats):
+        """Mix each query with a partner of the batch in the input (i-mix)
+        or latent (l-mix) domain.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            ``[B, n_frames, F]`` normalised features of the query segments.
+
+        Returns
+        -------
+        tuple
+            ``(mixed features, partner [B], lam [B])``; for AP the
+            features unchanged, ``partner`` = own index and ``lam`` = 1.
+        """
+        hp = self.hparams
+        b = feats.shape[0]
+        if hp.method == "ap":
+            own = torch.arange(b, device=feats.device)
+            return feats, own, torch.ones(b, device=feats.device)
+        partner = random_partner(b, device=feats.device)
+        lam = sample_lambda(
+            b,
+            hp.mix_alpha,
+            per_sample=hp.per_sample_lambda,
+            fold=hp.fold_lambda,
+            device=feats.device,
+        )
+        if hp.method == "imix":
+            return mix(feats, partner, lam), partner, lam
+        vae = unwrap(self.modules.vae)
+        vae.eval()
+        with torch.no_grad():
+            mu, _ = vae.encode(feats)
+            # Eq. 6: the mixture's mean is the mix of the means; it is decoded.
+            mixed = vae.decode(mix(mu, partner, lam))
+        return mixed, partner, lam
+
+    # ---------------------------------------------------------------- forward
+    def compute_forward(self, batch, stage):
+        """Embed the (mixed) query segments and the anchor segments.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``view0`` (queries) and ``view1`` (anchors); no labels.
+        stage : sb.Stage
+            Only TRAIN is used by the recipe.
+
+        Returns
+        -------
+        dict
+            ``query`` ``[B, D]``, ``anchor`` ``[B, D]``, ``partner``, ``lam``.
+        """
+        batch = batch.to(self.device)
+        training = stage == sb.Stage.TRAIN
+        augment = getattr(self.hparams, "wav_augment", None) if training else None
+        q_wavs, q_lens = batch.view0
+        a_wavs, a_lens = batch.view1
+        q_feats = self._segment_features(q_wavs, q_lens, augment)
+        a_feats = self._segment_features(a_wavs, a_lens, augment)
+        q_feats, partner, lam = self.mix_queries(q_feats)
+        feats = torch.cat([q_feats, a_feats])
+        if training:
+            feats = self._cepsaugment(feats)
+        # Segments have a fixed length: full relative lengths.
+        lens = torch.ones(feats.shape[0], device=feats.device)
+        emb = self.modules.embedding_model(feats, lens)
+        emb = emb.reshape(emb.shape[0], -1)
+        b = q_feats.shape[0]
+        return {"query": emb[:b], "anchor": emb[b:], "partner": partner, "lam": lam}
+
+    def compute_objectives(self, predictions, batch, stage):
+        """AP (Eq. 1) or its mixed-target form (Eq. 4 / 7).
+
+        Arguments
+        ---------
+        predictions : dict
+            Output of :meth:`compute_forward`.
+        batch : PaddedBatch
+            The batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        anchors, offset = predictions["anchor"], 0
+        if getattr(self.hparams, "gather_negatives", True):
+            anchors, offset = gather_with_grad(anchors)
+        logits = self.modules.ap_scale(predictions["query"], anchors)
+        if self.hparams.method == "ap":
+            loss = angular_prototypical_loss(logits, offset)
+        else:
+            loss = imix_loss(logits, predictions["partner"], predictions["lam"], offset)
+        if stage == sb.Stage.TRAIN:
+            self._accumulate(logits.detach(), offset)
+        return loss
+
+    # --------------------------------------------------------------- monitor
+    def _reset_monitor(self):
+        self._mon = {"n": 0, "acc": 0.0}
+
+    def _accumulate(self, logits, offset):
+        own = torch.arange(logits.shape[0], device=logits.device) + offset
+        self._mon["acc"] += float((logits.argmax(-1) == own).float().mean())
+        self._mon["n"] += 1
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the epoch statistics.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        epoch : int | None
+            The epoch.
+        """
+        if stage == sb.Stage.TRAIN:
+            self._reset_monitor()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log (loss, own-anchor accuracy, AP scale), verify when due,
+        checkpoint.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        stage_loss : float
+            Average loss of the stage.
+        epoch : int | None
+            The epoch.
+        """
+        if stage != sb.Stage.TRAIN:
+            return
+        stats = {"loss": stage_loss}
+        if self._mon["n"]:
+            # Accuracy of a query picking its own anchor: for the mixed
+            # methods a diagnostic only (the target is soft).
+            stats["anchor_acc"] = self._mon["acc"] / self._mon["n"]
+        scale = unwrap(self.modules.ap_scale)
+        stats["ap_scale"] = float(scale.scale.detach())
+        stats["ap_bias"] = float(scale.bias.detach())
+        stats.update(self.verification_stats(epoch))
+        meta = {"epoch": epoch, "lr": self.current_lr()}
+        self.hparams.train_logger.log_stats(stats_meta=meta, train_stats=stats)
+        self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=2)

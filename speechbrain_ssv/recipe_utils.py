@@ -225,37 +225,3 @@ def export_and_report(
             f"minDCF@0.05 {metrics['min_dcf@0.05']:.4f}  ({metrics['n_trials']} trials)"
         )
 
-
-def load_pretrained(hparams, key="pretrainer", local=True):
-    """Collect and load the files of the yaml's ``pretrainer`` (a
-    SpeechBrain ``Pretrainer``), if the yaml has one, after checking that
-    each source file exists.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hyperparameters.
-    key : str
-        Key of the Pretrainer in ``hparams``.
-    local : bool
-        The paths are local files (our recipes' outputs): a missing one is
-        reported by key instead of being looked up on the HuggingFace hub.
-
-    Returns
-    -------
-    bool
-        Whether something was loaded.
-    """
-    pretrainer = hparams.get(key)
-    if pretrainer is None:
-        return False
-    for name, path in pretrainer.paths.items():
-        path = str(path)
-        if local and not os.path.isfile(path):
-            raise HparamsError(
-                f"{key}.paths.{name}",
-                f"file {path} does not exist (train it first, or point the key at it)",
-            )
-    run_on_main(pretrainer.collect_files)
-    pretrainer.load_collected()
-    return True

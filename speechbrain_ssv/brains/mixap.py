@@ -19,6 +19,7 @@ import speechbrain as sb
 import torch
 
 from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.brains.vae import segment_features
 from speechbrain_ssv.losses.mixap import (
     angular_prototypical_loss,
     gather_with_grad,
@@ -53,35 +54,33 @@ class MixAPBrain(VerificationBrain):
     :class:`VerificationBrain`.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, modules=None, *args, **kwargs):
+        # Frozen before Brain wraps modules for DDP and builds the optimizer.
+        if modules is not None and "vae" in modules:
+            for p in modules["vae"].parameters():
+                p.requires_grad_(False)
+        super().__init__(modules, *args, **kwargs)
         method = self.hparams.method
         if method not in METHODS:
             raise ValueError(f"method={method!r}; expected one of {METHODS}")
-        if method == "lmix":
-            if "vae" not in self.modules:
-                raise ValueError(
-                    "method 'lmix' needs a pre-trained VAE in modules['vae'] "
-                    "(train it with recipes/VoxCeleb/MixAP/train_vae.py)"
-                )
-            for p in self.modules.vae.parameters():
-                p.requires_grad_(False)
+        if method == "lmix" and "vae" not in self.modules:
+            raise ValueError(
+                "method 'lmix' needs a pre-trained VAE in modules['vae'] "
+                "(train it with recipes/VoxCeleb/MixAP/train_vae.py)"
+            )
         self._reset_monitor()
 
     # ---------------------------------------------------------------- inputs
     def _segment_features(self, wavs, lens, augment):
         if augment is not None:
             wavs, lens = augment(wavs, lens)
-        feats = self.modules.mean_var_norm(
-            self.modules.compute_features(wavs), lens
+        return segment_features(
+            self.modules.compute_features,
+            self.modules.mean_var_norm,
+            wavs,
+            lens,
+            self.hparams.n_frames,
         )
-        n = self.hparams.n_frames
-        if feats.shape[1] < n:
-            raise ValueError(
-                f"segments give {feats.shape[1]} feature frames but n_frames={n}; "
-                "raise segment_seconds or lower n_frames in the hparams"
-            )
-        return feats[:, :n]
 
     def _cepsaugment(self, feats):
         for key in ("time_mask", "ceps_mask"):

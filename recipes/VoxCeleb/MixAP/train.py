@@ -25,16 +25,18 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import os
 import sys
 
 from speechbrain_ssv.brains.mixap import MixAPBrain
+from speechbrain_ssv.brains.vae import load_exported_vae
 from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
-    load_pretrained,
     setup_experiment,
 )
+from speechbrain_ssv.utils.errors import HparamsError
 
 if __name__ == "__main__":
     hparams, run_opts, _ = setup_experiment(sys.argv[1:])
@@ -46,9 +48,16 @@ if __name__ == "__main__":
         n_views=2,
         sample_rate=hparams["sample_rate"],
     )
-    # l-AP: the VAE trained by train_vae.py (a resumed run then restores
-    # the copy in its checkpoint).
-    load_pretrained(hparams)
+    if hparams["method"] == "lmix":
+        # The VAE trained by train_vae.py, loaded strictly (a resumed run then
+        # restores the copy in its checkpoint).
+        if not os.path.isfile(hparams["vae_path"]):
+            raise HparamsError(
+                "vae_path",
+                f"{hparams['vae_path']} does not exist: train the VAE first with "
+                "recipes/VoxCeleb/MixAP/train_vae.py (or point vae_path at its vae.ckpt)",
+            )
+        load_exported_vae(hparams["vae"], hparams["vae_path"])
 
     brain = MixAPBrain(
         modules=hparams["modules"],

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Train the convolutional VAE whose latent space l-AP mixes in (paper
+Table 1, Eq. 5), on fixed-length MFCC segments of VoxCeleb or the embedded
+minivox corpus, and export it for the l-AP recipe. Training never reads a
+speaker label.
+
+To run (minivox, CPU)::
+
+    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python recipes/VoxCeleb/MixAP/train_vae.py recipes/VoxCeleb/MixAP/hparams/vae_minivox.yaml
+    # Figs. 5 and 6 of the paper: i-mix vs l-mix samples
+    python recipes/VoxCeleb/MixAP/plot_mixing.py --vae results/vae_minivox/1986/vae.ckpt \
+        --hparams recipes/VoxCeleb/MixAP/hparams/vae_minivox.yaml --out results/vae_minivox/1986/mixing
+
+Full scale (VoxCeleb2 dev, 100 epochs, batch 200)::
+
+    python recipes/VoxCeleb/MixAP/train_vae.py recipes/VoxCeleb/MixAP/hparams/vae.yaml --data_folder /data/vox2
+
+Writes ``<output_folder>/vae.ckpt`` (the ``vae_export`` key): the bare
+``ConvVAE`` state_dict, loaded by the l-AP yaml's ``Pretrainer``.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import sys
+
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+from speechbrain_ssv.brains.vae import VAEBrain, export_vae
+from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
+from speechbrain_ssv.recipe_utils import setup_experiment
+from speechbrain_ssv.utils.errors import HparamsError
+
+
+def check_segment_length(hparams, hparams_file):
+    """Refuse a segment length whose MFCC is not exactly ``n_frames`` long
+    (a shorter one would fail in the first batch, a longer one would waste
+    audio the VAE never sees).
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    hparams_file : str
+        For the error message.
+    """
+    n_samples = int(round(hparams["segment_seconds"] * hparams["sample_rate"]))
+    with torch.no_grad():
+        frames = hparams["compute_features"](torch.zeros(1, n_samples)).shape[1]
+    if frames != hparams["n_frames"]:
+        raise HparamsError(
+            f"{hparams_file}: segment_seconds",
+            f"is {hparams['segment_seconds']} s ({n_samples} samples), which "
+            f"gives {frames} feature frames; n_frames is {hparams['n_frames']}"
+            ": set segment_seconds to (n_frames - 1) * hop (0.01 s)",
+        )
+
+
+if __name__ == "__main__":
+    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+    check_segment_length(hparams, hparams_file)
+
+    train_data = make_unlabelled_dataset(
+        hparams["train_annotation"],
+        crop_seconds=hparams["segment_seconds"],
+        sample_rate=hparams["sample_rate"],
+    )
+    # Centre crops of held-out utterances: the same segments every epoch.
+    recon_data = make_unlabelled_dataset(
+        hparams["recon_annotation"],
+        crop_seconds=hparams["segment_seconds"],
+        sample_rate=hparams["sample_rate"],
+        random_crop=False,
+    )
+
+    brain = VAEBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.set_reconstruction_examples(recon_data, hparams["n_reconstructions"])
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+    )
+    if if_main_process():
+        path = export_vae(brain.modules.vae, hparams["vae_export"])
+        print(f"VAE exported to {path}")

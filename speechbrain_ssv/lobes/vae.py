@@ -1,0 +1,341 @@
+"""Convolutional variational autoencoder over fixed-size MFCC segments, the
+latent space of l-mix.
+
+Kang, Alam and Fathan, "Investigation on instance mixup regularization
+strategies for self-supervised speaker representation learning" (AAAI 2022
+workshop), Table 1: five 3x3 2-D convolutions with stride 3 (32, 64, 32, 32,
+32 channels, ReLU), fully connected heads for the 64-d mean and log-variance;
+the decoder mirrors it (FC, then 3x3 transposed convolutions with stride 3).
+The paper points to Ha and Schmidhuber (2018, "World Models") for the
+implementation details; where Table 1 is silent the choices follow that
+implementation and are stated in :class:`ConvVAE`.
+
+The loss (Eq. 5) is in :mod:`speechbrain_ssv.losses.vae`; the latent mixture
+of means (Eq. 6) is :func:`speechbrain_ssv.losses.mixap.mix` on ``mu``.
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import torch
+import torch.nn.functional as F
+
+from speechbrain_ssv.losses.mixap import mix
+
+
+def same_padding(size, kernel_size, stride):
+    """Padding that makes a strided convolution tile its whole input
+    (TensorFlow's ``"SAME"``): ``ceil(size / stride)`` outputs, every input
+    element inside some window, the extra zeros split before/after (one more
+    after when odd).
+
+    Arguments
+    ---------
+    size : int
+        Input length.
+    kernel_size : int
+        Kernel length (at least ``stride``, or windows would skip elements).
+    stride : int
+        Stride.
+
+    Returns
+    -------
+    tuple
+        ``(out_size, pad_before, pad_after)``.
+
+    Example
+    -------
+    >>> [same_padding(n, 3, 3) for n in (180, 40, 7, 3, 1)]
+    [(60, 0, 0), (14, 1, 1), (3, 1, 1), (1, 0, 0), (1, 1, 1)]
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel_size - size, 0)
+    return out, total // 2, total - total // 2
+
+
+class ConvVAE(torch.nn.Module):
+    """Convolutional VAE over ``[batch, time, feats]`` feature segments
+    (paper Table 1).
+
+    The segment is treated as a one-channel image over the (time, feature)
+    plane. Encoder: ``len(channels)`` convolutions (``kernel_size``, stride
+    ``stride``) each followed by ReLU, flatten, and two linear heads giving
+    the posterior mean and log-variance. Decoder: a linear layer from the
+    latent to the encoder's last feature map, then transposed convolutions
+    mirroring the encoder (channels reversed), every intermediate map the
+    size of the corresponding encoder map and the output exactly ``[batch,
+    n_frames, n_feats]``. For 180 x 40 MFCCs the maps are 60x14, 20x5, 7x2,
+    3x1, 1x1: the last one is 32 x 1 x 1, Table 1's "32 x 64 FC".
+
+    Padding. Each convolution zero-pads its input "SAME"-style
+    (:func:`same_padding`: ``ceil(n / stride)`` outputs, the zeros split
+    before/after), and each transposed convolution runs unpadded and crops
+    the same rows/columns away, its exact inverse in shape. A symmetric
+    PyTorch ``padding=1`` gives the same map sizes but, with kernel = stride
+    = 3, a window over a 3-row map covers rows -1..1 and never sees row 2;
+    through the five layers the encoder then ignores the last 58 of 180
+    frames, and the mirrored decoder (``output_padding``) cannot make them
+    depend on ``z`` either. Here every input frame is seen and every output
+    frame depends on ``z``.
+
+    Deviations from / readings of Table 1 (garbled in the paper's text):
+
+    * the decoder's **last layer is linear**, where the table says ReLU:
+      normalised MFCCs are negative as often as positive, and a ReLU output
+      cannot reconstruct them (Ha and Schmidhuber use a sigmoid because their
+      pixels are in [0, 1]);
+    * the decoder has one transposed convolution per encoder convolution (the
+      table lists four for a five-layer encoder), with channels mirrored
+      (32, 32, 64, 32 hidden, 1 out), so sizes can mirror the encoder's;
+    * no activation after the decoder's FC layer (as in Ha and Schmidhuber's
+      implementation; Table 1 gives none).
+
+    Arguments
+    ---------
+    n_feats : int
+        Feature dimension (40 MFCCs in the paper).
+    n_frames : int
+        Segment length in frames (180 in the paper).
+    latent_dim : int
+        Latent dimension (64).
+    channels : sequence of int
+        Output channels of the encoder convolutions.
+    kernel_size : int
+        Square kernel size (3); at least ``stride``.
+    stride : int
+        Stride on both axes (3).
+
+    Example
+    -------
+    >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8))
+    >>> x = torch.randn(2, 30, 12)
+    >>> x_hat, mu, logvar = vae(x)
+    >>> x_hat.shape, mu.shape, logvar.shape
+    (torch.Size([2, 30, 12]), torch.Size([2, 8]), torch.Size([2, 8]))
+    >>> vae.feature_map_sizes
+    [(30, 12), (10, 4), (4, 2)]
+    """
+
+    def __init__(
+        self,
+        n_feats=40,
+        n_frames=180,
+        latent_dim=64,
+        channels=(32, 64, 32, 32, 32),
+        kernel_size=3,
+        stride=3,
+    ):
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if not channels or min(channels) < 1:
+            raise ValueError(
+                f"ConvVAE channels={channels}; expected a non-empty list of "
+                "positive channel counts"
+            )
+        if min(n_feats, n_frames, latent_dim, kernel_size, stride) < 1:
+            raise ValueError(
+                f"ConvVAE n_feats={n_feats}, n_frames={n_frames}, "
+                f"latent_dim={latent_dim}, kernel_size={kernel_size}, "
+                f"stride={stride}; expected positive integers"
+            )
+        if kernel_size < stride:
+            raise ValueError(
+                f"ConvVAE kernel_size={kernel_size} < stride={stride}: the "
+                "convolutions would skip input frames; expected kernel_size "
+                ">= stride"
+            )
+        self.n_feats = int(n_feats)
+        self.n_frames = int(n_frames)
+        self.latent_dim = int(latent_dim)
+
+        sizes, pads = [(self.n_frames, self.n_feats)], []
+        for _ in channels:
+            t, f = sizes[-1]
+            t_out, t0, t1 = same_padding(t, kernel_size, stride)
+            f_out, f0, f1 = same_padding(f, kernel_size, stride)
+            sizes.append((t_out, f_out))
+            # (left, right, top, bottom) = (feat before/after, time before/after)
+            pads.append((f0, f1, t0, t1))
+        #: (time, feats) of the input and of every encoder map.
+        self.feature_map_sizes = sizes
+        self._pads = pads
+
+        self.encoder = torch.nn.ModuleList()
+        in_ch = 1
+        for out_ch in channels:
+            self.encoder.append(
+                torch.nn.Conv2d(in_ch, out_ch, kernel_size, stride)
+            )
+            in_ch = out_ch
+        self._bottleneck = (channels[-1], *sizes[-1])
+        flat = channels[-1] * sizes[-1][0] * sizes[-1][1]
+        self.fc_mu = torch.nn.Linear(flat, self.latent_dim)
+        self.fc_logvar = torch.nn.Linear(flat, self.latent_dim)
+
+        self.fc_decode = torch.nn.Linear(self.latent_dim, flat)
+        self.decoder = torch.nn.ModuleList()
+        for out_ch in channels[-2::-1] + [1]:
+            self.decoder.append(
+                torch.nn.ConvTranspose2d(in_ch, out_ch, kernel_size, stride)
+            )
+            in_ch = out_ch
+
+    def _check_input(self, x):
+        expected = (self.n_frames, self.n_feats)
+        if x.dim() != 3 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"ConvVAE expects features of shape [batch, n_frames="
+                f"{self.n_frames}, n_feats={self.n_feats}] ([batch, time, "
+                f"feats], SpeechBrain's layout), got {list(x.shape)}"
+            )
+
+    def encode(self, x):
+        """Posterior parameters of ``q(z | x)``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[batch, n_frames, n_feats]`` features.
+
+        Returns
+        -------
+        tuple
+            ``(mu, logvar)``, each ``[batch, latent_dim]``.
+
+        Example
+        -------
+        >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8))
+        >>> mu, logvar = vae.encode(torch.randn(3, 30, 12))
+        >>> mu.shape
+        torch.Size([3, 8])
+        >>> vae.encode(torch.randn(3, 12, 30))
+        Traceback (most recent call last):
+        ...
+        ValueError: ConvVAE expects features of shape [batch, n_frames=30, n_feats=12] ([batch, time, feats], SpeechBrain's layout), got [3, 12, 30]
+        """
+        self._check_input(x)
+        h = x.unsqueeze(1)
+        for conv, pad in zip(self.encoder, self._pads):
+            h = torch.relu(conv(F.pad(h, pad)))
+        h = h.flatten(1)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def reparameterize(self, mu, logvar):
+        """A sample ``z = mu + sigma * eps`` in training mode, ``mu`` in eval
+        mode (deterministic reconstructions and l-mix inputs).
+
+        Arguments
+        ---------
+        mu : torch.Tensor
+            ``[batch, latent_dim]`` means.
+        logvar : torch.Tensor
+            ``[batch, latent_dim]`` log-variances.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, latent_dim]`` latent codes.
+
+        Example
+        -------
+        >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8)).eval()
+        >>> mu = torch.randn(2, 8)
+        >>> torch.equal(vae.reparameterize(mu, torch.zeros(2, 8)), mu)
+        True
+        """
+        if not self.training:
+            return mu
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def decode(self, z):
+        """Reconstruct features from latent codes.
+
+        Arguments
+        ---------
+        z : torch.Tensor
+            ``[batch, latent_dim]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, n_frames, n_feats]``.
+
+        Example
+        -------
+        >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8))
+        >>> vae.decode(torch.randn(5, 8)).shape
+        torch.Size([5, 30, 12])
+        """
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"ConvVAE.decode expects latent codes of shape [batch, "
+                f"latent_dim={self.latent_dim}], got {list(z.shape)}"
+            )
+        h = self.fc_decode(z).view(z.shape[0], *self._bottleneck)
+        last = len(self.decoder) - 1
+        for i, deconv in enumerate(self.decoder):
+            # Undo the padding of the mirrored encoder layer.
+            f0, _, t0, _ = self._pads[last - i]
+            t, f = self.feature_map_sizes[last - i]
+            h = deconv(h)[:, :, t0 : t0 + t, f0 : f0 + f]
+            if i < last:
+                h = torch.relu(h)
+        return h.squeeze(1)
+
+    def forward(self, x):
+        """Encode, sample (training) or take the mean (eval), decode.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[batch, n_frames, n_feats]`` features.
+
+        Returns
+        -------
+        tuple
+            ``(x_hat, mu, logvar)``: reconstruction ``[batch, n_frames,
+            n_feats]`` and posterior parameters ``[batch, latent_dim]``.
+
+        Example
+        -------
+        >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8))
+        >>> [t.shape[-1] for t in vae(torch.randn(2, 30, 12))]
+        [12, 8, 8]
+        """
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+    def lmix(self, x, partner, lam):
+        """l-mix samples (Eq. 6): decode ``lam * mu_i + (1 - lam) * mu_r``,
+        the mean of the mixed latent, for every row ``i`` and its partner
+        ``r = partner[i]``.
+
+        Uses the posterior means whatever the mode (the paper feeds "the mean
+        of the mixed up latent variable" to the decoder). Gradients flow if
+        enabled; wrap in ``torch.no_grad()`` for a frozen VAE.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[batch, n_frames, n_feats]`` features.
+        partner : torch.Tensor
+            ``[batch]`` long, e.g. from
+            :func:`speechbrain_ssv.losses.mixap.random_partner`.
+        lam : torch.Tensor | float
+            ``[batch]`` or scalar mixing weights.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, n_frames, n_feats]`` decoded mixtures.
+
+        Example
+        -------
+        >>> vae = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8)).eval()
+        >>> x = torch.randn(2, 30, 12)
+        >>> same = vae.lmix(x, torch.tensor([1, 0]), torch.ones(2))
+        >>> torch.allclose(same, vae(x)[0])
+        True
+        """
+        mu, _ = self.encode(x)
+        return self.decode(mix(mu, partner, lam))

@@ -33,7 +33,7 @@ import tempfile
 import torch
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from speechbrain_ssv.utils.errors import SSVInputError
 from speechbrain_ssv.utils.io import save_torch
@@ -105,14 +105,30 @@ def _training_hparams(ckpt_dir, hparams_file=None):
 
 
 def _copy_node(node, **updates):
-    """Copy a tagged yaml mapping (dropping comments), updating some keys."""
+    """Copy a tagged yaml mapping (dropping comments, also those of nested
+    nodes, which the training yaml's section comments attach to), updating
+    some keys."""
     new = CommentedMap()
     for k, v in node.items():
-        new[k] = updates.pop(k, v)
+        new[k] = _strip_comments(updates.pop(k, v))
     new.update(updates)
     if getattr(node, "tag", None) is not None and node.tag.value:
         new.yaml_set_ctag(node.tag)
     return new
+
+
+def _strip_comments(node):
+    """A comment-free copy of a yaml value (tags and flow style kept)."""
+    if isinstance(node, CommentedMap):
+        return _copy_node(node)
+    if isinstance(node, CommentedSeq):
+        new = CommentedSeq(_strip_comments(v) for v in node)
+        if getattr(node, "tag", None) is not None and node.tag.value:
+            new.yaml_set_ctag(node.tag)
+        if node.fa.flow_style():
+            new.fa.set_flow_style()
+        return new
+    return node
 
 
 def _load_state(path, prefix=""):
@@ -147,6 +163,7 @@ def export_checkpoint(
     max_key=None,
     verify=True,
     extra_info=None,
+    encoder_parts=None,
 ):
     """Write an ``EncoderClassifier`` folder from a recipe checkpoint.
 
@@ -176,6 +193,14 @@ def export_checkpoint(
         are bit-identical.
     extra_info : dict | None
         Added to ``export_info.json`` (e.g. the evaluation metrics).
+    encoder_parts : dict | None
+        For an encoder that the recipe trains as several modules and the
+        yaml joins in a wrapper (the FFSVC recipe's ``speaker_encoder`` =
+        front-end + decoupling block): wrapper attribute -> recoverable name,
+        e.g. ``{"frontend": "embedding_model", "decoupling": "decoupling"}``.
+        The exported state dict is ``<attribute>.<param>`` over the parts'
+        checkpoint files; ``encoder_key`` then needs no checkpoint file of
+        its own.
 
     Returns
     -------
@@ -187,11 +212,11 @@ def export_checkpoint(
     for key in (*FEATURE_KEYS, encoder_key):
         if key not in train_yaml:
             raise SSVInputError(hparams_file, f"has no key '{key}' to export")
-    enc_ckpt = os.path.join(ckpt_dir, f"{encoder_key}.ckpt")
-    if not os.path.isfile(enc_ckpt):
-        raise SSVInputError(
-            ckpt_dir, f"has no {encoder_key}.ckpt (recoverables differ?)"
-        )
+    for part in (encoder_parts or {encoder_key: encoder_key}).values():
+        if not os.path.isfile(os.path.join(ckpt_dir, f"{part}.ckpt")):
+            raise SSVInputError(
+                ckpt_dir, f"has no {part}.ckpt (recoverables differ?)"
+            )
 
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isfile(
@@ -214,6 +239,7 @@ def export_checkpoint(
             state_prefix,
             classifier_key,
             label_encoder_file,
+            encoder_parts,
         )
         info = {
             "checkpoint": ckpt_dir,
@@ -249,6 +275,7 @@ def _write_folder(
     state_prefix,
     classifier_key,
     label_encoder_file,
+    encoder_parts=None,
 ):
     inference = CommentedMap()
     loadables = CommentedMap()
@@ -265,12 +292,16 @@ def _write_folder(
         files.append("mean_var_norm.ckpt")
 
     inference["embedding_model"] = _copy_node(train_yaml[encoder_key])
-    save_torch(
-        os.path.join(tmp_dir, "embedding_model.ckpt"),
-        _load_state(
+    if encoder_parts:
+        state = {}
+        for attr, part in encoder_parts.items():
+            part_state = _load_state(os.path.join(ckpt_dir, f"{part}.ckpt"))
+            state.update({f"{attr}.{k}": v for k, v in part_state.items()})
+    else:
+        state = _load_state(
             os.path.join(ckpt_dir, f"{encoder_key}.ckpt"), state_prefix
-        ),
-    )
+        )
+    save_torch(os.path.join(tmp_dir, "embedding_model.ckpt"), state)
     loadables["embedding_model"] = "embedding_model"
     files.append("embedding_model.ckpt")
 
@@ -440,10 +471,25 @@ def main(argv=None):
     )
     parser.add_argument("--encoder-key", default="embedding_model")
     parser.add_argument("--state-prefix", default="")
+    parser.add_argument(
+        "--encoder-part",
+        action="append",
+        default=[],
+        metavar="ATTR=KEY",
+        help="build the encoder from several recoverables (repeat), e.g. "
+        "--encoder-key speaker_encoder --encoder-part frontend=embedding_model "
+        "--encoder-part decoupling=decoupling",
+    )
     parser.add_argument("--min-key", default=None)
     parser.add_argument("--max-key", default=None)
     parser.add_argument("--no-verify", action="store_true")
     args = parser.parse_args(argv)
+    parts = {}
+    for spec in args.encoder_part:
+        attr, sep, key = spec.partition("=")
+        if not sep or not attr or not key:
+            parser.error(f"--encoder-part {spec!r}: expected ATTR=KEY")
+        parts[attr] = key
     out = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -453,6 +499,7 @@ def main(argv=None):
         min_key=args.min_key,
         max_key=args.max_key,
         verify=not args.no_verify,
+        encoder_parts=parts or None,
     )
     print(f"exported to {out}")
 

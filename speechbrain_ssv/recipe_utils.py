@@ -19,7 +19,7 @@ from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.io import write_json
 
 
-def setup_experiment(argv):
+def setup_experiment(argv, prepare=None):
     """The start every recipe shares: parse the command line, join the DDP
     group (under torchrun), load the hparams with clear errors, create the
     experiment folder, prepare the VoxCeleb-layout manifests and the
@@ -30,6 +30,10 @@ def setup_experiment(argv):
     argv : list
         ``sys.argv[1:]``: the hparams file, then ``--key value`` overrides
         and SpeechBrain run options.
+    prepare : callable | None
+        ``prepare(hparams)``: the corpus preparation (run on every process;
+        it should use ``run_on_main`` itself). Default
+        :func:`prepare_voxceleb_data`; the FFSVC recipe passes its own.
 
     Returns
     -------
@@ -46,7 +50,7 @@ def setup_experiment(argv):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    prepare_voxceleb_data(hparams)
+    (prepare or prepare_voxceleb_data)(hparams)
     prepare_augmentation_data(hparams)
     return hparams, run_opts, hparams_file
 
@@ -181,6 +185,8 @@ def export_and_report(
     max_key=None,
     encoder_key="embedding_model",
     classifier_key="classifier",
+    encoder_parts=None,
+    extra_results=None,
 ):
     """Write ``results.json`` and export the selected checkpoint to
     ``hparams["export_folder"]`` (skipped when that key is empty).
@@ -197,12 +203,18 @@ def export_and_report(
         Checkpoint selection for the export.
     encoder_key, classifier_key : str
         Keys of the modules to export.
+    encoder_parts : dict | None
+        Passed to :func:`speechbrain_ssv.export.export_checkpoint` (an
+        encoder joined from several recoverables).
+    extra_results : dict | None
+        More entries for ``results.json`` (e.g. probe accuracies).
     """
     if not if_main_process():
         return
     from speechbrain_ssv.export import export_checkpoint
 
     results = {"metrics": metrics, "optimizer_steps": brain.optimizer_step}
+    results.update(extra_results or {})
     export_folder = hparams.get("export_folder")
     if export_folder:
         export_checkpoint(
@@ -216,6 +228,7 @@ def export_and_report(
             min_key=min_key,
             max_key=max_key,
             extra_info={"metrics": metrics},
+            encoder_parts=encoder_parts,
         )
         results["export_folder"] = os.path.abspath(export_folder)
     write_json(os.path.join(hparams["output_folder"], "results.json"), results)

@@ -21,13 +21,23 @@ per branch. The layer order follows Sec. IV-C (FC-ReLU-BN, the experimental
 setup) and is an argument. The paper gives no width for the shared layer;
 it defaults to the input size (``D``, Fig. 2 keeps everything in ``R^D``).
 
+Also here: :func:`build_frontend` (the recipes' choice of front-end
+``E_theta``) and :class:`SpeakerBranchEncoder` (front-end + speaker branch:
+the single ``embedding_model`` an exported model runs).
+
 Authors
  * speechbrain-ssv developers 2026
 """
 
 import torch
 
-__all__ = ["DecouplingBlock", "MLPLayer"]
+__all__ = [
+    "FRONTENDS",
+    "DecouplingBlock",
+    "MLPLayer",
+    "SpeakerBranchEncoder",
+    "build_frontend",
+]
 
 
 class MLPLayer(torch.nn.Module):
@@ -149,3 +159,120 @@ class DecouplingBlock(torch.nn.Module):
         if three_d:
             x_s, x_d = x_s.unsqueeze(1), x_d.unsqueeze(1)
         return x_s, x_d
+
+
+#: Front-end encoders :func:`build_frontend` can build, by name.
+FRONTENDS = ("mfa_conformer", "ecapa")
+
+
+def build_frontend(kind, **configs):
+    """Build the front-end encoder ``E_theta`` named by ``kind``.
+
+    HyperPyYAML cannot choose a class from an hparam (and ``!new:`` takes
+    classes only), so a recipe yaml calls this factory with ``!apply:`` and
+    gives the settings of every front-end it offers; ``kind`` (an hparam
+    such as ``frontend``) picks one. The result
+    is the bare encoder (:class:`~speechbrain_ssv.lobes.mfa_conformer.MFAConformer`
+    or SpeechBrain's ``ECAPA_TDNN``), so its state dict is exactly that of a
+    pre-training run with the same settings (``forward(x, lengths)`` ->
+    ``[B, 1, D]`` for both).
+
+    Arguments
+    ---------
+    kind : str
+        ``"mfa_conformer"`` or ``"ecapa"``.
+    **configs : dict
+        Keyword arguments of each front-end, by name (e.g.
+        ``mfa_conformer={...}, ecapa={...}``); only ``configs[kind]`` is
+        used.
+
+    Returns
+    -------
+    torch.nn.Module
+        The encoder.
+
+    Example
+    -------
+    >>> enc = build_frontend(
+    ...     "ecapa",
+    ...     ecapa={"input_size": 20, "channels": [16, 16, 16, 16, 48], "lin_neurons": 8},
+    ...     mfa_conformer={"input_size": 20},
+    ... )
+    >>> type(enc).__name__, enc(torch.randn(2, 30, 20)).shape
+    ('ECAPA_TDNN', torch.Size([2, 1, 8]))
+    """
+    from speechbrain_ssv.utils.errors import HparamsError
+
+    if kind not in FRONTENDS:
+        raise HparamsError(
+            "frontend", f"is {kind!r}; expected one of {list(FRONTENDS)}"
+        )
+    if configs.get(kind) is None:
+        raise HparamsError(
+            f"embedding_model: {kind}",
+            f"has no settings; give build_frontend a '{kind}:' mapping",
+        )
+    if kind == "mfa_conformer":
+        from speechbrain_ssv.lobes.mfa_conformer import MFAConformer
+
+        return MFAConformer(**configs[kind])
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    return ECAPA_TDNN(**configs[kind])
+
+
+class SpeakerBranchEncoder(torch.nn.Module):
+    """Front-end followed by the speaker branch of a decoupling block: the
+    verification embedding ``x^s`` of Mun, Han et al. (Sec. III-B: "for the
+    evaluation, the speaker embeddings x^s are extracted").
+
+    SpeechBrain's ``EncoderClassifier`` runs one ``embedding_model``; this
+    wrapper is that model for an exported disentanglement recipe. It holds
+    the whole decoupling block, so its state dict is the union of the two
+    training modules' (``frontend.*``, ``decoupling.*``), but computes only
+    the shared layers and the speaker head.
+
+    Arguments
+    ---------
+    frontend : torch.nn.Module
+        ``forward(x, lengths)`` -> ``[B, 1, D]`` (or ``[B, D]``).
+    decoupling : DecouplingBlock
+        The decoupling block.
+
+    Example
+    -------
+    >>> front = build_frontend(
+    ...     "ecapa", ecapa={"input_size": 6, "channels": [8, 8, 8, 8, 24], "lin_neurons": 4}
+    ... )
+    >>> block = DecouplingBlock(4, output_size=3)
+    >>> enc = SpeakerBranchEncoder(front, block).eval()
+    >>> x = torch.randn(2, 20, 6)
+    >>> x_s, _ = block(front(x))
+    >>> torch.allclose(enc(x), x_s)
+    True
+    """
+
+    def __init__(self, frontend, decoupling):
+        super().__init__()
+        self.frontend = frontend
+        self.decoupling = decoupling
+
+    def forward(self, x, lengths=None):
+        """Speaker embeddings.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[B, T, F]`` features.
+        lengths : torch.Tensor | None
+            ``[B]`` relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, 1, output_size]``, like SpeechBrain's encoders.
+        """
+        emb = self.frontend(x, lengths)
+        emb = emb.reshape(emb.shape[0], -1)
+        shared = self.decoupling.shared(emb)
+        return self.decoupling.speaker_head(shared).unsqueeze(1)

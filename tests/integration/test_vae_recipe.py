@@ -1,6 +1,7 @@
 """The l-mix VAE recipe end to end on the tiny corpus: train_vae.py trains
 one epoch without labels and exports a bare ConvVAE state_dict that the
-l-AP yaml's Pretrainer loads; plot_mixing.py draws Figs. 5 and 6 from it."""
+l-AP recipe (and a SpeechBrain Pretrainer) load; plot_mixing.py draws Figs. 5
+and 6 from it; l-AP trains on the frozen VAE."""
 
 import json
 import os

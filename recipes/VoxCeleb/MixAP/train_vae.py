@@ -17,7 +17,7 @@ Full scale (VoxCeleb2 dev, 100 epochs, batch 200)::
     python recipes/VoxCeleb/MixAP/train_vae.py recipes/VoxCeleb/MixAP/hparams/vae.yaml --data_folder /data/vox2
 
 Writes ``<output_folder>/vae.ckpt`` (the ``vae_export`` key): the bare
-``ConvVAE`` state_dict, loaded by the l-AP yaml's ``Pretrainer``.
+``ConvVAE`` state_dict, loaded strictly by the l-AP recipe (its ``vae_path``).
 
 Authors
  * speechbrain-ssv developers 2026

@@ -1,0 +1,282 @@
+"""Benchmark: clustering N synthetic 400-d points into 10k clusters with
+the multi-objective model ("ours", a fixed number of epochs) and with
+scikit-learn's MiniBatchKMeans (the named baseline), in the same run.
+
+Data: Gaussian blobs, ``--clusters`` centres drawn from N(0, I) and
+points ``centre + --spread * N(0, I)``, balanced, generated in chunks in
+float32. Both methods go through the recipe's code path,
+``speechbrain_ssv.clustering.pipeline.cluster_representations`` (l2 input
+normalisation; ours: VAT radii on a 10k reference subset, mini-batch
+training, chunked assignment of every point; MiniBatchKMeans: k-means++
+init, ``max_iter`` = the same number of passes as ours, one init, then
+scikit-learn's chunked labelling). Each (size, method) runs in a fresh
+child process, after a warm-up on 1000 points; its peak resident memory
+(``VmHWM``, reset after the data is built) is reported as extra over the
+data, and in total.
+
+Usage::
+
+    python bench/bench_clustering.py                          # 100k and 1M
+    python bench/bench_clustering.py --sizes 2000 --clusters 50 --dim 32 \
+        --hidden-size 64 --batch-size 512                       # seconds
+    python bench/bench_clustering.py --device cuda --hidden-size 20800
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+
+METHODS = ("minibatch_kmeans", "ours")
+
+
+def _rss_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak():
+    # Return freed heap pages to the OS first, so the baseline only holds
+    # live data; then (Linux) reset the peak RSS to the current RSS.
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def make_blobs(n, dim, n_clusters, spread, seed=0, chunk=100_000):
+    """``[n, dim]`` float32 points around ``n_clusters`` centres and their
+    labels, built chunk by chunk (no float64 copy of the whole set)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
+    labels = np.arange(n) % n_clusters
+    rng.shuffle(labels)
+    x = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        part = labels[start : start + chunk]
+        noise = rng.standard_normal((part.size, dim), dtype=np.float32)
+        x[start : start + chunk] = centres[part] + spread * noise
+    return x, labels
+
+
+def child(method, n, args):
+    # Everything is imported before the measurement: loading library code
+    # is not the methods' cost (hence the otherwise unused imports).
+    import functools
+
+    import numpy as np
+    import sklearn.cluster  # noqa: F401
+    import torch
+
+    import speechbrain_ssv.brains.pseudolabel  # noqa: F401
+    from speechbrain_ssv.clustering.metrics import cluster_accuracy
+    from speechbrain_ssv.clustering.pipeline import cluster_representations
+    from speechbrain_ssv.lobes.clustering import ClusteringMLP
+
+    torch.set_num_threads(args.threads)
+    x, y = make_blobs(n, args.dim, args.clusters, args.spread)
+    batch = min(args.batch_size, n)
+    if method == "ours":
+        kwargs = {
+            "model_factory": functools.partial(
+                ClusteringMLP, hidden_size=args.hidden_size
+            ),
+            "clustering_hparams": {
+                "number_of_epochs": args.epochs,
+                "batch_size": batch,
+                "knn_reference": args.knn_reference,
+                "eval_every": args.epochs,
+            },
+            "device": args.device,
+        }
+    else:
+        kwargs = {
+            "baseline_options": {
+                "batch_size": batch,
+                "max_iter": args.epochs,
+                "n_init": 1,
+            }
+        }
+    # Warm-up on a small slice: lazily loaded kernels, thread pools and
+    # allocator caches are a fixed cost, not the cost of clustering N points.
+    warm = dict(kwargs)
+    if method == "ours":
+        warm["clustering_hparams"] = dict(
+            kwargs["clustering_hparams"], batch_size=256, number_of_epochs=1
+        )
+    else:
+        warm["baseline_options"] = dict(
+            kwargs["baseline_options"], batch_size=256
+        )
+    cluster_representations(method, x[:1000], min(args.clusters, 50), **warm)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    _reset_peak()
+    base_kb = _rss_kb("VmRSS")
+    t0 = time.perf_counter()
+    out = cluster_representations(method, x, args.clusters, seed=0, **kwargs)
+    seconds = time.perf_counter() - t0
+    peak_kb = _rss_kb("VmHWM")
+    labels = out["labels"]
+    from sklearn.metrics import normalized_mutual_info_score
+
+    result = {
+        "method": method,
+        "n_points": n,
+        "seconds": seconds,
+        "peak_extra_gb": (peak_kb - base_kb) / 2**20,
+        "peak_total_gb": peak_kb / 2**20,
+        "data_gb": x.nbytes / 2**30,
+        "acc": cluster_accuracy(y, labels),
+        "nmi": float(normalized_mutual_info_score(y, labels)),
+        "clusters_used": int(np.unique(labels).size),
+    }
+    if args.device.startswith("cuda"):
+        result["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+def run_child(method, n, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", method]
+    cmd += ["--sizes", str(n)]
+    for key in (
+        "dim", "clusters", "spread", "epochs", "hidden_size", "batch_size",
+        "knn_reference", "threads", "device",
+    ):  # fmt: skip
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    # One thread pool size for torch, numpy/BLAS and scikit-learn; a fixed
+    # mmap threshold returns large freed arrays to the OS, so VmHWM tracks
+    # live memory closely.
+    threads = str(args.threads)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads,
+        OPENBLAS_NUM_THREADS=threads,
+        MALLOC_MMAP_THRESHOLD_="131072",
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{method} on {n} points failed:\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100_000, 1_000_000]
+    )
+    parser.add_argument("--dim", type=int, default=400)
+    parser.add_argument("--clusters", type=int, default=10_000)
+    parser.add_argument(
+        "--spread", type=float, default=0.5, help="blob standard deviation"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="passes over the data (both)"
+    )
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        default=1200,
+        help="S of the d-S-S-C model (IMSAT: 1200; the paper: 20800, GPU)",
+    )
+    parser.add_argument("--batch-size", type=int, default=10240)
+    parser.add_argument("--knn-reference", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS)
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)),
+            "results",
+            "clustering.json",
+        ),
+    )
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(child(args.child, args.sizes[0], args)))
+        return
+
+    from speechbrain_ssv.utils.io import write_json
+
+    rows = []
+    for n in args.sizes:
+        for method in args.methods:
+            rows.append(run_child(method, n, args))
+            r = rows[-1]
+            print(
+                f"  {method:>16} n={n}: {r['seconds']:.1f} s, "
+                f"+{r['peak_extra_gb']:.2f} GB",
+                flush=True,
+            )
+    print(
+        f"\nclustering {args.dim}-d blobs into {args.clusters} clusters, "
+        f"{args.epochs} pass(es), batch {args.batch_size}, "
+        f"{args.threads} threads, {args.device}"
+    )
+    head = (
+        f"{'points':>9} {'method':>16} {'seconds':>9} {'x MBK':>6} "
+        f"{'+GB':>6} {'total GB':>8} {'ACC':>6} {'NMI':>6} {'used':>6}"
+    )
+    print(head)
+    base = {r["n_points"]: r for r in rows if r["method"] == "minibatch_kmeans"}
+    for r in rows:
+        ref = base.get(r["n_points"])
+        r["time_vs_minibatch_kmeans"] = (
+            r["seconds"] / ref["seconds"] if ref else None
+        )
+        ratio = r["time_vs_minibatch_kmeans"]
+        print(
+            f"{r['n_points']:>9} {r['method']:>16} {r['seconds']:>9.1f} "
+            f"{'-' if ratio is None else f'{ratio:.2f}':>6} "
+            f"{r['peak_extra_gb']:>6.2f} {r['peak_total_gb']:>8.2f} "
+            f"{r['acc']:>6.3f} {r['nmi']:>6.3f} {r['clusters_used']:>6}"
+        )
+    import torch
+
+    write_json(
+        args.out,
+        {
+            "config": {
+                k: getattr(args, k)
+                for k in (
+                    "dim",
+                    "clusters",
+                    "spread",
+                    "epochs",
+                    "hidden_size",
+                    "batch_size",
+                    "knn_reference",
+                    "threads",
+                    "device",
+                )  # fmt: skip
+            }
+            | {"torch": torch.__version__, "cpu_count": os.cpu_count()},
+            "rows": rows,
+        },
+    )
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Self-supervised speaker embeddings from clustering-based pseudo-labels
+(Fathan, Zhu and Alam, "An efficient clustering algorithm for
+self-supervised speaker recognition"), on VoxCeleb or the embedded minivox
+corpus. No stage reads a speaker label, except the clustering metrics.
+
+Stages of each round (``--stage N`` runs stages 1..N, ``--rounds R``
+repeats them, re-embedding with the previous round's encoder):
+
+1. representations of the training utterances: i-vectors (round 1, by
+   default) or embeddings of an exported encoder;
+2. clustering (the multi-objective model, or a baseline) -> pseudo-labelled
+   copies of the training manifests and a clustering report;
+3. ECAPA-TDNN trained on the pseudo-labels with AAM-softmax, OC-softmax or
+   AdaFace, evaluated on the trial list and exported.
+
+Every stage is skipped when its outputs exist for the same options, and
+resumes when it was interrupted, so re-running the same command continues
+a killed run.
+
+To run (minivox, CPU)::
+
+    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python recipes/VoxCeleb/PseudoLabel/train.py \
+        recipes/VoxCeleb/PseudoLabel/hparams/pseudolabel_minivox.yaml
+
+Full scale (VoxCeleb2 dev; stages 1-2 in one process, then stage 3 on GPUs)::
+
+    python recipes/VoxCeleb/PseudoLabel/train.py \
+        recipes/VoxCeleb/PseudoLabel/hparams/pseudolabel.yaml \
+        --data_folder /data/vox2 --stage 2 --device cuda:0
+    torchrun --nproc_per_node=4 recipes/VoxCeleb/PseudoLabel/train.py \
+        recipes/VoxCeleb/PseudoLabel/hparams/pseudolabel.yaml --data_folder /data/vox2
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import (
+    ddp_barrier,
+    if_main_process,
+    infer_device,
+    run_on_main,
+)
+
+from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
+from speechbrain_ssv.clustering.pipeline import (
+    begin_stage,
+    extract_representations,
+    file_digest,
+    finish_stage,
+    load_representations,
+    pseudo_label_stage,
+    read_stage,
+    stage_is_done,
+)
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.export import export_checkpoint
+from speechbrain_ssv.recipe_utils import (
+    check_classifier_size,
+    final_verification,
+    setup_experiment,
+)
+from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
+from speechbrain_ssv.utils.errors import HparamsError
+from speechbrain_ssv.utils.hparams import load_hparams
+from speechbrain_ssv.utils.io import write_json
+
+
+def representations(hparams, rnd, prev_export, device):
+    """Stage 1 of round ``rnd`` (main process computes, all load)."""
+    kind = hparams["representation"] if rnd == 1 else "encoder"
+    source = hparams["encoder_source"] if rnd == 1 else prev_export
+    folder = (
+        hparams["representations_folder"]
+        if rnd == 1
+        else os.path.join(round_dir(hparams, rnd), "representations")
+    )
+    kwargs = {
+        "manifests": [hparams["train_annotation"], hparams["valid_annotation"]],
+        "out_dir": folder,
+        "sample_rate": hparams["sample_rate"],
+        "ivector_options": hparams["ivector_options"],
+        "encoder_source": source,
+        "batch_size": hparams["representation_batch_size"],
+        "augment": hparams["representation_augment"],
+        "device": device,
+        "num_workers": hparams["representation_workers"],
+        "seed": hparams["seed"],
+    }
+    # The main process computes; every process then loads the (memory-
+    # mapped) result, rather than receiving it through a broadcast.
+    run_on_main(_no_result, args=[extract_representations, kind], kwargs=kwargs)
+    return load_representations(folder)
+
+
+def _no_result(func, *args, **kwargs):
+    func(*args, **kwargs)
+
+
+def pseudo_labels(hparams, rnd, reps, device):
+    """Stage 2 of round ``rnd``."""
+    method = hparams["clustering_method"]
+    kwargs = {
+        "representations": reps,
+        "manifests": {
+            "train": hparams["train_annotation"],
+            "dev": hparams["valid_annotation"],
+        },
+        "out_dir": os.path.join(
+            round_dir(hparams, rnd), f"clustering_{method}"
+        ),
+        "n_clusters": hparams["n_clusters"],
+        "report_ami": hparams["report_ami"],
+        "l2_normalize": hparams["l2_normalize"],
+        "standardize": hparams["standardize"],
+        "center": hparams["center"],
+        "seed": hparams["seed"],
+        "baseline_options": hparams["baseline_options"],
+        "model_factory": hparams["clustering_model"],
+        "clustering_hparams": hparams["clustering_hparams"],
+        "opt_class": hparams["clustering_opt_class"],
+        "device": device,
+    }
+    kwargs["train_logger"] = hparams["train_logger"]
+    out = run_on_main(pseudo_label_stage, args=[method], kwargs=kwargs)
+    if out["report"] is not None:
+        report = out["report"]
+        hparams["train_logger"].log_stats(
+            stats_meta={"round": rnd, "clustering": method},
+            train_stats={
+                k: report[k]
+                for k in ("acc", "nmi", "ari", "purity", "clusters_used")
+            },
+        )
+    return out
+
+
+def round_dir(hparams, rnd):
+    """Folder of round ``rnd``'s stages."""
+    return os.path.join(hparams["output_folder"], "pseudolabel", f"round{rnd}")
+
+
+def round_hparams(hparams_file, overrides, first, rnd):
+    """Fresh modules for the stage-3 training of round ``rnd`` (the yaml is
+    loaded again from round 2 on, so no state leaks between rounds)."""
+    if rnd == 1:
+        return first
+    hp = load_hparams(hparams_file, overrides)
+    hp["verification_file"] = first["verification_file"]
+    return hp
+
+
+def train_stage(hparams, run_opts, hparams_file, hp, rnd, pl, prev_export):
+    """Stage 3 of round ``rnd``: train, verify, export. Returns the stage
+    record's info (metrics, export folder)."""
+    folder = os.path.join(round_dir(hparams, rnd), "train")
+    init = None
+    if rnd > 1 and hparams["finetune_rounds"]:
+        init = os.path.join(prev_export, "embedding_model.ckpt")
+    opts = {
+        "pseudo_labels": pl["digest"],
+        "margin_loss": hp["margin_loss"],
+        "number_of_epochs": hp["number_of_epochs"],
+        "batch_size": hp["batch_size"],
+        "lr": hp["lr"],
+        "sentence_len": hp["sentence_len"],
+        "seed": hp["seed"],
+        "encoder": repr(hp["embedding_model"]),
+        "out_n_neurons": hp["out_n_neurons"],
+        "init_from": None if init is None else file_digest(init),
+    }
+    run_on_main(begin_stage, args=[folder, opts, f"round {rnd} training"])
+    if stage_is_done(folder, opts):
+        return read_stage(folder)["info"]
+
+    rows = pl["rows"]
+    dev_csv = pl["csv"]["dev"] if rows["dev"]["rows"] else pl["csv"]["train"]
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        pl["csv"]["train"],
+        dev_csv,
+        crop_seconds=hp["sentence_len"],
+        label_encoder_path=os.path.join(folder, "label_encoder.txt"),
+        sample_rate=hp["sample_rate"],
+    )
+    if not rows["dev"]["rows"]:
+        valid_data = None  # every held-out row fell into an unseen cluster
+    check_classifier_size(hp, label_encoder, hparams_file)
+    checkpointer = AtomicCheckpointer(
+        os.path.join(folder, "save"),
+        recoverables=dict(hp["checkpointer"].recoverables),
+    )
+    if init is not None and checkpointer.find_checkpoint() is None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        hp["embedding_model"].load_state_dict(state, strict=True)
+    brain = PseudoLabelBrain(
+        modules=hp["modules"],
+        opt_class=hp["opt_class"],
+        hparams=hp,
+        run_opts=run_opts,
+        checkpointer=checkpointer,
+    )
+    # Verification outputs of this round go to its own folder.
+    brain.hparams.output_folder = folder
+    hp["train_logger"].log_stats(
+        stats_meta={"round": rnd, "stage": "training on pseudo-labels"},
+        train_stats={"pseudo_speakers": len(label_encoder)},
+    )
+    brain.fit(
+        hp["epoch_counter"],
+        train_data,
+        valid_data,
+        train_loader_kwargs=hp["dataloader_options"],
+        valid_loader_kwargs=hp["dataloader_options"],
+    )
+    # The last checkpoint: selecting on the pseudo-label error would
+    # select on agreement with noisy labels.
+    metrics = final_verification(brain)
+    export = os.path.join(folder, "pretrained")
+    info = {"metrics": metrics, "export_folder": export}
+    if if_main_process():
+        export_checkpoint(
+            os.path.join(folder, "save"),
+            export,
+            hparams_file=os.path.join(
+                hparams["output_folder"], "hyperparams.yaml"
+            ),
+            classifier_key=None,
+            extra_info={"metrics": metrics, "round": rnd},
+        )
+        finish_stage(folder, opts, ["pretrained/embedding_model.ckpt"], info)
+    ddp_barrier()
+    return info
+
+
+def main(argv):
+    hparams, run_opts, hparams_file = setup_experiment(argv)
+    _, _, overrides = sb.parse_arguments(argv)
+    device = run_opts.get("device") or infer_device()
+    # SpeechBrain 1.1.2 leaves --optimizer_step_limit (Optional[int]) a
+    # string, and Brain then fails comparing it with the step count.
+    limit = run_opts.get("optimizer_step_limit")
+    if isinstance(limit, str):
+        run_opts = dataclasses.replace(
+            run_opts, optimizer_step_limit=int(limit)
+        )
+    for key in ("stage", "rounds"):
+        if not isinstance(hparams[key], int) or hparams[key] < 1:
+            raise HparamsError(
+                key, f"is {hparams[key]!r}; expected an integer >= 1"
+            )
+    summary, prev_export = {"rounds": []}, None
+    for rnd in range(1, hparams["rounds"] + 1):
+        entry = {"round": rnd}
+        summary["rounds"].append(entry)
+        reps = representations(hparams, rnd, prev_export, device)
+        entry["representations"] = reps["folder"]
+        if hparams["stage"] < 2:
+            break
+        pl = pseudo_labels(hparams, rnd, reps, device)
+        entry["clustering"] = pl["report"]
+        entry["pseudo_labels"] = pl["csv"]
+        entry["n_pseudo_speakers"] = pl["n_labels"]
+        if hparams["stage"] < 3:
+            break  # later rounds need this round's encoder
+        hp = round_hparams(hparams_file, overrides, hparams, rnd)
+        info = train_stage(
+            hparams, run_opts, hparams_file, hp, rnd, pl, prev_export
+        )
+        entry.update(info)
+        prev_export = info["export_folder"]
+        if if_main_process() and info["metrics"] is not None:
+            m = info["metrics"]
+            print(
+                f"round {rnd}: EER {100 * m['eer']:.2f}%  "
+                f"minDCF@0.01 {m['min_dcf@0.01']:.4f}  ({m['n_trials']} trials)"
+            )
+
+    last = summary["rounds"][-1]
+    summary["metrics"] = last.get("metrics")
+    summary["clustering"] = last.get("clustering")
+    if if_main_process():
+        if prev_export is not None and hparams["export_folder"]:
+            final_export(hparams, prev_export, summary)
+            summary["export_folder"] = os.path.abspath(hparams["export_folder"])
+        write_json(
+            os.path.join(hparams["output_folder"], "results.json"), summary
+        )
+
+
+def final_export(hparams, round_export, summary):
+    """Copy the last round's export to ``export_folder`` (skipped when it
+    already holds the same weights)."""
+    out = hparams["export_folder"]
+    marker = "export_info.json"
+
+    def source(folder):
+        try:
+            with open(os.path.join(folder, marker), encoding="utf-8") as f:
+                return json.load(f).get("checkpoint")
+        except (OSError, ValueError):
+            return None
+
+    # Both exports name the checkpoint they came from (a unique folder).
+    if source(out) is not None and source(out) == source(round_export):
+        return
+    export_checkpoint(
+        os.path.join(os.path.dirname(round_export), "save"),
+        out,
+        hparams_file=os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+        classifier_key=None,
+        extra_info={
+            "metrics": summary["metrics"],
+            "round": len(summary["rounds"]),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,480 @@
+"""Pseudo-label pipeline: pseudo-labelled manifests, stage skip/resume,
+the clustering Brain (blobs, exact resume, low-memory backward) and the
+margin-loss selection of the stage-3 Brain."""
+
+import csv
+import functools
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils.epoch_loop import EpochCounter
+
+from speechbrain_ssv.brains.pseudolabel import (
+    ClusteringBrain,
+    PseudoLabelBrain,
+    clustering_dataset,
+    vat_radii,
+)
+from speechbrain_ssv.clustering.pipeline import (
+    begin_stage,
+    cluster_representations,
+    extract_representations,
+    finish_stage,
+    pseudo_label_stage,
+    read_stage,
+    stage_is_done,
+    write_pseudolabel_csv,
+)
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.lobes.clustering import ClusteringMLP, RunningMarginal
+from speechbrain_ssv.lobes.margins import AAMSoftmax, AdaFace, OCSoftmax
+from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
+from speechbrain_ssv.utils.errors import (
+    HparamsError,
+    ManifestError,
+    SSVInputError,
+)
+from speechbrain_ssv.utils.io import write_wav
+
+HEADER = "ID,duration,wav,start,stop,spk_id,session,gender\n"
+
+
+def _manifest(folder, name, n, n_spk=3, wav_len=16000):
+    rows, ids = [HEADER], []
+    for i in range(n):
+        wav = os.path.join(folder, f"{name}{i}.wav")
+        if not os.path.isfile(wav):
+            write_wav(wav, 0.1 * np.sin(np.arange(wav_len) * (0.05 + 0.01 * i)), 16000)
+        utt = f"id{i % n_spk}/s{i}/{name}{i}"
+        ids.append(utt)
+        rows.append(f"{utt},1.0,{wav},0,{wav_len},id{i % n_spk},s{i},m\n")
+    path = os.path.join(folder, f"{name}.csv")
+    with open(path, "w") as f:
+        f.writelines(rows)
+    return path, ids
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------
+# Pseudo-labelled manifests: stage 3 sees pseudo-labels, never true ones
+# ---------------------------------------------------------------------------
+
+
+def test_pseudolabel_csv_replaces_labels_and_stage3_reads_them(tmp_path):
+    train, ids = _manifest(tmp_path, "t", 6)
+    labels = [4, 4, 1, 1, 0, 0]
+    out = write_pseudolabel_csv(train, ids, labels, tmp_path / "pl.csv")
+    assert out == {"rows": 6, "dropped": 0, "labels": {0, 1, 4}}
+    rows = _rows(tmp_path / "pl.csv")
+    assert list(rows[0]) == ["ID", "duration", "wav", "start", "stop", "spk_id"]
+    assert [r["spk_id"] for r in rows] == [f"pl_{k:05d}" for k in labels]
+    text = open(tmp_path / "pl.csv").read()
+    assert "id0" not in text.replace("id0/", "")  # no true-label column
+
+    # Stage 3's pipeline reads spk_id: the classes are the pseudo-labels.
+    train_ds, _, enc = make_supervised_datasets(
+        tmp_path / "pl.csv", tmp_path / "pl.csv", 0.5, str(tmp_path / "enc.txt")
+    )
+    assert set(enc.lab2ind) == {"pl_00000", "pl_00001", "pl_00004"}
+    first = train_ds[0]["spk_id_encoded"]
+    assert enc.decode_torch(first) == ["pl_00004"]
+
+
+def test_pseudolabel_csv_drops_unknown_and_reports_missing(tmp_path):
+    train, ids = _manifest(tmp_path, "t", 4)
+    out = write_pseudolabel_csv(
+        train, ids, [0, 1, 2, 1], tmp_path / "dev.csv", known_labels={1}
+    )
+    assert out["rows"] == 2 and out["dropped"] == 2
+    assert {r["spk_id"] for r in _rows(tmp_path / "dev.csv")} == {"pl_00001"}
+    with pytest.raises(ManifestError, match="have no pseudo-label"):
+        write_pseudolabel_csv(train, ids[:3], [0, 1, 2], tmp_path / "x.csv")
+    with pytest.raises(ValueError, match="one label per id"):
+        write_pseudolabel_csv(train, ids, [0, 1], tmp_path / "x.csv")
+
+
+# ---------------------------------------------------------------------------
+# Stage bookkeeping
+# ---------------------------------------------------------------------------
+
+
+def test_stage_skip_resume_and_invalidation(tmp_path):
+    folder = tmp_path / "stage"
+    assert begin_stage(folder, {"a": 1}) is False
+    (folder / "partial.bin").write_bytes(b"x")
+    # Killed before finishing: same options keep the partial work.
+    assert begin_stage(folder, {"a": 1}) is False
+    assert (folder / "partial.bin").exists()
+    (folder / "out.txt").write_text("result")
+    rec = finish_stage(folder, {"a": 1}, ["out.txt"], info={"n": 3})
+    assert rec["status"] == "done" and rec["info"] == {"n": 3}
+    assert stage_is_done(folder, {"a": 1})
+    assert begin_stage(folder, {"a": 1}) is True
+    # A missing output makes the stage run again (with its partial files).
+    os.remove(folder / "out.txt")
+    assert not stage_is_done(folder, {"a": 1})
+    assert begin_stage(folder, {"a": 1}) is False
+    assert (folder / "partial.bin").exists()
+    # Changed options discard the earlier run.
+    assert begin_stage(folder, {"a": 2}) is False
+    assert not (folder / "partial.bin").exists()
+    assert read_stage(folder)["opts"] == {"a": 2}
+    # A foreign, non-empty folder is never deleted.
+    other = tmp_path / "foreign"
+    other.mkdir()
+    (other / "data.txt").write_text("keep")
+    with pytest.raises(SSVInputError, match="refusing to delete"):
+        begin_stage(other, {"a": 1})
+    assert (other / "data.txt").exists()
+
+
+def _fake_representations(folder, ids, feats):
+    opts = {"fake": True, "n": len(ids)}
+    begin_stage(folder, opts)
+    np.save(os.path.join(folder, "features.npy"), feats.astype(np.float32))
+    with open(os.path.join(folder, "ids.txt"), "w") as f:
+        f.writelines(f"{i}\n" for i in ids)
+    rec = finish_stage(folder, opts, ["features.npy", "ids.txt"])
+    return {
+        "ids": ids,
+        "features": feats,
+        "aug_features": None,
+        "folder": str(folder),
+        "digest": rec["digest"],
+    }
+
+
+def test_pseudo_label_stage_writes_report_and_skips(tmp_path):
+    train, train_ids = _manifest(tmp_path, "t", 9)
+    dev, dev_ids = _manifest(tmp_path, "d", 3)
+    ids = train_ids + dev_ids
+    spk = [int(i[2]) for i in ids]
+    rng = np.random.default_rng(0)
+    feats = np.eye(3)[spk] * 5 + 0.1 * rng.standard_normal((len(ids), 3))
+    reps = _fake_representations(tmp_path / "reps", ids, feats)
+    out_dir = tmp_path / "clu"
+    manifests = {"train": train, "dev": dev}
+    out = pseudo_label_stage("kmeans", reps, manifests, out_dir, 3)
+    assert out["report"]["acc"] == 1.0 and out["n_labels"] == 3
+    assert os.path.isfile(out_dir / "report.md")
+    pl = _rows(out["csv"]["train"])
+    assert len(pl) == 9 and all(r["spk_id"].startswith("pl_") for r in pl)
+    assert len(_rows(out["csv"]["dev"])) == 3
+    stamp = os.stat(out_dir / "labels.npy").st_mtime_ns
+    time.sleep(0.01)
+    again = pseudo_label_stage("kmeans", reps, manifests, out_dir, 3)
+    assert os.stat(out_dir / "labels.npy").st_mtime_ns == stamp  # skipped
+    assert again["digest"] == out["digest"]
+    other = pseudo_label_stage("kmeans", reps, manifests, out_dir, 2)
+    assert other["n_labels"] == 2 and other["digest"] != out["digest"]
+
+
+def test_extract_ivectors_stage(tmp_path):
+    train, ids = _manifest(tmp_path, "t", 6, wav_len=8000)
+    opts = {"n_mfcc": 4, "n_mels": 10, "n_components": 2, "rank": 3,
+            "ubm_iter": 1, "split_iter": 1, "tv_iter": 1, "stats_batch_size": 4,
+            "shard_size": 4}  # fmt: skip
+    folder = tmp_path / "reps"
+    reps = extract_representations("ivector", [train], folder, ivector_options=opts)
+    assert reps["features"].shape == (6, 3) and reps["ids"] == ids
+    assert np.isfinite(reps["features"]).all()
+    assert sorted(os.listdir(folder / "shards_clean")) == ["shard_00000.pt", "shard_00001.pt"]
+    stamp = os.stat(folder / "features.npy").st_mtime_ns
+    extract_representations("ivector", [train], folder, ivector_options=opts)
+    assert os.stat(folder / "features.npy").st_mtime_ns == stamp
+    # Another experiment's copy of the same manifest shares the folder.
+    (tmp_path / "other").mkdir()
+    copy = tmp_path / "other" / "train.csv"
+    copy.write_bytes(open(train, "rb").read())
+    extract_representations("ivector", [copy], folder, ivector_options=opts)
+    assert os.stat(folder / "features.npy").st_mtime_ns == stamp
+    # A second view from augmented audio, for the augmentation-based terms.
+    def augment(sig, lens):
+        return sig + 0.01 * torch.randn_like(sig), lens
+
+    aug = extract_representations(
+        "ivector", [train], tmp_path / "reps_aug", ivector_options=opts, augment=augment
+    )
+    assert aug["aug_features"].shape == (6, 3)
+    assert not np.allclose(aug["aug_features"], aug["features"])
+    with pytest.raises(HparamsError, match="unknown key"):
+        extract_representations("ivector", [train], folder, ivector_options={"rnak": 3})
+    with pytest.raises(HparamsError, match="encoder_source"):
+        extract_representations("encoder", [train], folder)
+
+
+# ---------------------------------------------------------------------------
+# ClusteringBrain
+# ---------------------------------------------------------------------------
+
+
+def _blobs(k=8, dim=16, per=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(k, dim, generator=g)
+    y = torch.arange(k).repeat_interleave(per)
+    x = centres[y] + torch.randn(k * per, dim, generator=g)
+    return torch.nn.functional.normalize(x, dim=1), y
+
+
+def _brain(x, y, epochs, ckpt_dir=None, k=8, **hp):
+    torch.manual_seed(0)
+    model = ClusteringMLP(x.shape[1], k, 64)
+    marginal = RunningMarginal(k, RunningMarginal.momentum_for(k, 80))
+    counter = EpochCounter(epochs)
+    ckpt = None
+    if ckpt_dir is not None:
+        ckpt = AtomicCheckpointer(
+            ckpt_dir, {"model": model, "marginal": marginal, "counter": counter}
+        )
+    return ClusteringBrain(
+        modules={"model": model, "marginal": marginal},
+        opt_class=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        hparams={"epoch_counter": counter, "lr": 0.1, **hp},
+        run_opts={"noprogressbar": True, "device": "cpu"},
+        checkpointer=ckpt,
+        eval_features=x,
+        true_labels=None if y is None else y.numpy(),
+    )
+
+
+def _fit(brain, x):
+    brain.fit(
+        brain.hparams.epoch_counter,
+        clustering_dataset(x, vat_radii(x)),
+        train_loader_kwargs={"batch_size": 80, "shuffle": True, "drop_last": True},
+    )
+
+
+def test_clustering_brain_separates_blobs(tmp_path):
+    x, y = _blobs()
+    start = time.time()
+    brain = _brain(x, y, epochs=6, history_file=str(tmp_path / "h.json"),
+                   plot_file=str(tmp_path / "fig3.png"))  # fmt: skip
+    _fit(brain, x)
+    assert time.time() - start < 30
+    assert brain.history[-1]["acc"] > 0.9, brain.history
+    hist = json.load(open(tmp_path / "h.json"))
+    assert [h["epoch"] for h in hist] == list(range(1, 7))
+    assert os.path.getsize(tmp_path / "fig3.png") > 0
+    # The lr of the last epoch follows the per-epoch decay.
+    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.996**5)
+
+
+def _state(brain):
+    out = {f"model.{k}": v.clone() for k, v in brain.modules.model.state_dict().items()}
+    out.update({f"marginal.{k}": v.clone() for k, v in brain.modules.marginal.state_dict().items()})
+    for i, s in enumerate(brain.optimizer.state.values()):
+        out[f"opt{i}"] = s["momentum_buffer"].clone()
+    return out
+
+
+def test_clustering_brain_resumes_exactly(tmp_path):
+    x, y = _blobs(per=40)
+    straight = _brain(x, y, epochs=4)
+    _fit(straight, x)
+
+    first = _brain(x, y, epochs=2, ckpt_dir=tmp_path / "ckpt")
+    _fit(first, x)
+    resumed = _brain(x, y, epochs=4, ckpt_dir=tmp_path / "ckpt")
+    resumed.checkpointer.recover_if_possible()
+    # The checkpoint restores what was saved, bit for bit.
+    for k, v in first.modules.model.state_dict().items():
+        assert torch.equal(v, resumed.modules.model.state_dict()[k]), k
+    assert torch.equal(first.modules.marginal.accumulator, resumed.modules.marginal.accumulator)
+    assert resumed.hparams.epoch_counter.current == 2
+    _fit(resumed, x)
+    assert resumed.optimizer_step == straight.optimizer_step
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert [h["acc"] for h in resumed.history] == pytest.approx(
+        [h["acc"] for h in straight.history[2:]]
+    )
+
+
+def test_true_labels_never_reach_the_training():
+    x, y = _blobs(per=20)
+    runs = []
+    for labels in (y, None, torch.randint(0, 8, y.shape)):
+        brain = _brain(x, labels, epochs=2)
+        _fit(brain, x)
+        runs.append(brain.modules.model.state_dict())
+    for other in runs[1:]:
+        assert all(torch.equal(v, other[k]) for k, v in runs[0].items())
+
+
+def test_marginal_update_makes_no_collective_call_under_torchrun(monkeypatch):
+    # Under torchrun the recipe trains the clustering on the main process
+    # only: an all-reduce there would wait forever for the other ranks.
+    x, _ = _blobs(per=5)
+    brain = _brain(x, None, epochs=1)
+    probs = torch.softmax(torch.randn(6, 8), dim=1)
+    expected = RunningMarginal(8, brain.modules.marginal.momentum).update(probs)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a: 2)
+
+    def no_collective(*args, **kwargs):
+        raise AssertionError("collective call from the main-process-only Brain")
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", no_collective)
+    assert torch.allclose(brain._update_marginal(probs), expected)
+    assert brain.distributed_launch is False
+
+
+def test_separate_backward_gives_the_same_update():
+    x, y = _blobs(per=10)
+    ds = clustering_dataset(x, vat_radii(x))
+    batch = ds[:]
+    grads = []
+    for separate in (True, False):
+        brain = _brain(x, None, epochs=1, separate_backward=separate)
+        brain.init_optimizers()
+        brain.modules.train()
+        loss = brain.compute_objectives(
+            brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+        )
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in brain.modules.model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for g1, g2 in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_ablation_terms_run_and_are_logged():
+    x, y = _blobs(per=10)
+    brain = _brain(x, None, epochs=1, vicreg_weight=1.0, infonce_weight=1.0,
+                   aug_weight=1.0, supcon_max_samples=16)  # fmt: skip
+    aug = torch.nn.functional.normalize(x + 0.05 * torch.randn_like(x), dim=1)
+    brain.fit(
+        brain.hparams.epoch_counter,
+        clustering_dataset(x, 0.1, aug),
+        train_loader_kwargs={"batch_size": 40, "shuffle": True},
+    )
+    assert {"imsat", "vat", "mixup", "supcon", "vicreg", "infonce", "aug"} <= set(brain._term_sums)
+    # A row of Table 1 with a single term that has its own forward pass.
+    alone = _brain(x, None, epochs=1, imsat_weight=0.0, supcon_weight=0.0)
+    before = [p.clone() for p in alone.modules.model.parameters()]
+    _fit(alone, x)
+    assert set(alone._term_sums) == {"mixup", "batch_clusters"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, alone.modules.model.parameters()))
+
+
+def test_vat_radii_subset_estimate():
+    x, _ = _blobs(per=100)
+    exact = vat_radii(x, k=10)
+    approx = vat_radii(x, k=10, reference_size=400)
+    assert (approx > 0).all()  # reference points skip themselves
+    ratio = float(approx.median() / exact.median())
+    assert 0.5 < ratio < 2.0
+
+
+def test_cluster_representations_ours_and_errors(tmp_path):
+    x, y = _blobs(k=4, per=40)
+    out = cluster_representations(
+        "ours", x.numpy(), 4, work_dir=tmp_path, true_labels=y.numpy(),
+        model_factory=functools.partial(ClusteringMLP, hidden_size=32),
+        clustering_hparams={"number_of_epochs": 6, "batch_size": 40, "lr": 0.1},
+    )  # fmt: skip
+    assert out["labels"].shape == (160,) and len(out["history"]) == 6
+    assert os.path.isfile(tmp_path / "history.json")
+    with pytest.raises(HparamsError, match="clustering_method"):
+        cluster_representations("kmeanz", x.numpy(), 4)
+    with pytest.raises(HparamsError, match="unknown key"):
+        cluster_representations("ours", x.numpy(), 4, clustering_hparams={"epochs": 3})
+
+
+# ---------------------------------------------------------------------------
+# PseudoLabelBrain: margin-loss selection
+# ---------------------------------------------------------------------------
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, cosine, labels, feature_norms=None):
+        self.calls.append((cosine.detach(), labels.detach(), feature_norms))
+        return cosine.sum() * 0.0
+
+
+def _pl_brain(name):
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    from speechbrain.processing.features import InputNormalization
+
+    torch.manual_seed(0)
+    losses = torch.nn.ModuleDict(
+        {"aam": AAMSoftmax(0.1, 30.0), "ocsoftmax": OCSoftmax(), "adaface": AdaFace(),
+         "spy": _Recorder()}
+    )  # fmt: skip
+    modules = {
+        "compute_features": Fbank(n_mels=8),
+        "mean_var_norm": InputNormalization(norm_type="sentence", std_norm=False),
+        "embedding_model": ECAPA_TDNN(8, channels=[8, 8, 8, 8, 24], attention_channels=4, lin_neurons=6),
+        "classifier": Classifier(6, out_neurons=3),
+        "margin_losses": losses,
+    }
+    return PseudoLabelBrain(
+        modules=modules,
+        opt_class=functools.partial(torch.optim.Adam, lr=1e-3),
+        hparams={"margin_loss": name},
+        run_opts={"noprogressbar": True, "device": "cpu"},
+    )
+
+
+def _batch():
+    return PaddedBatch([
+        {"id": f"u{i}", "sig": 0.1 * torch.randn(4000), "spk_id_encoded": torch.tensor([i % 3])}
+        for i in range(4)
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("name,cls", [("aam", AAMSoftmax), ("ocsoftmax", OCSoftmax), ("adaface", AdaFace)])
+def test_pseudolabel_brain_selects_margin_loss(name, cls):
+    brain = _pl_brain(name)
+    assert type(brain.margin_loss()) is cls
+    brain.modules.train()
+    batch = _batch()
+    loss = brain.compute_objectives(
+        brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+    )
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
+
+
+def test_adaface_receives_embedding_norms():
+    brain = _pl_brain("spy")
+    brain.modules.train()
+    batch = _batch()
+    cosine, lens, norms = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives((cosine, lens, norms), batch, sb.Stage.TRAIN)
+    _, labels, got = brain.modules.margin_losses["spy"].calls[-1]
+    with torch.no_grad():
+        emb = brain.encode(batch.sig[0], batch.sig[1])
+    assert torch.allclose(got, emb.norm(dim=-1), atol=1e-5)
+    assert labels.reshape(-1).tolist() == [0, 1, 2, 0]
+    # Not the norms of the normalised embeddings the classifier scores.
+    assert not torch.allclose(got, torch.ones_like(got))
+
+    ada = _pl_brain("adaface")
+    ada.modules.train()
+    before = float(ada.modules.margin_losses["adaface"].running_mean)
+    ada.compute_objectives(ada.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN)
+    assert float(ada.modules.margin_losses["adaface"].running_mean) != before
+
+
+def test_unknown_margin_loss_names_the_key():
+    brain = _pl_brain("arcface")
+    with pytest.raises(HparamsError, match="margin_loss: is 'arcface'"):
+        brain.margin_loss()

@@ -13,7 +13,49 @@ Authors
 import math
 
 
-class WarmupCosineScheduler:
+class StepSchedule:
+    """Base of the schedules here: a pure function ``lr_at(step)`` of the
+    optimizer step, applied to every param group by calling the object
+    (the interface :class:`~speechbrain_ssv.brains.base.VerificationBrain`
+    uses for ``lr_annealing``)."""
+
+    def lr_at(self, step):
+        """Learning rate at optimizer step ``step`` (defined by subclasses).
+
+        Arguments
+        ---------
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            The learning rate.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define lr_at(step)")
+
+    def __call__(self, optimizer, step):
+        """Set every param group's learning rate for step ``step``.
+
+        Arguments
+        ---------
+        optimizer : torch.optim.Optimizer
+            The optimizer to update.
+        step : int
+            Number of optimizer steps done so far.
+
+        Returns
+        -------
+        float
+            The learning rate that was set.
+        """
+        lr = self.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+class WarmupCosineScheduler(StepSchedule):
     """Linear warm-up from ``start_lr`` to ``lr`` over ``warmup_steps``, then
     cosine decay to ``final_lr`` at ``total_steps`` (constant afterwards).
 
@@ -77,28 +119,8 @@ class WarmupCosineScheduler:
         cos = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.final_lr + (self.lr - self.final_lr) * cos
 
-    def __call__(self, optimizer, step):
-        """Set every param group's learning rate for step ``step``.
 
-        Arguments
-        ---------
-        optimizer : torch.optim.Optimizer
-            The optimizer to update.
-        step : int
-            Number of optimizer steps done so far.
-
-        Returns
-        -------
-        float
-            The learning rate that was set.
-        """
-        lr = self.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-
-class EpochDecayScheduler:
+class EpochDecayScheduler(StepSchedule):
     """Exponential decay by ``gamma`` once per ``steps_per_epoch`` optimizer steps.
 
     The schedule of the i-mix/l-mix paper (Adam 1e-3, x0.95 per epoch) and
@@ -147,28 +169,8 @@ class EpochDecayScheduler:
         """
         return max(self.final_lr, self.lr * self.gamma ** (step // self.steps_per_epoch))
 
-    def __call__(self, optimizer, step):
-        """Set every param group's learning rate for step ``step``.
 
-        Arguments
-        ---------
-        optimizer : torch.optim.Optimizer
-            The optimizer to update.
-        step : int
-            Number of optimizer steps done so far.
-
-        Returns
-        -------
-        float
-            The learning rate that was set.
-        """
-        lr = self.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-
-class CosineRestartScheduler:
+class CosineRestartScheduler(StepSchedule):
     """Cosine annealing with warm restarts (SGDR, Loshchilov and Hutter,
     ICLR 2017), as Mun, Han et al. (FFSVC 2022, Sec. IV-D) schedule both
     training phases: each cycle of ``cycle_steps`` starts at a peak and
@@ -230,23 +232,3 @@ class CosineRestartScheduler:
         peak = self.lr * self.decay**cycle
         cos = 0.5 * (1.0 + math.cos(math.pi * pos / self.cycle_steps))
         return self.final_lr + (peak - self.final_lr) * cos
-
-    def __call__(self, optimizer, step):
-        """Set every param group's learning rate for step ``step``.
-
-        Arguments
-        ---------
-        optimizer : torch.optim.Optimizer
-            The optimizer to update.
-        step : int
-            Number of optimizer steps done so far.
-
-        Returns
-        -------
-        float
-            The learning rate that was set.
-        """
-        lr = self.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr

@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CLUSTERING_PIPELINE_DEFAULTS",
     "IVECTOR_DEFAULTS",
+    "ORACLE",
     "OURS",
     "STAGE_FILE",
     "begin_stage",
@@ -81,6 +82,10 @@ STAGE_FILE = "stage.json"
 STAGE_VERSION = 1
 #: Name of the multi-objective clustering method (the paper's).
 OURS = "ours"
+# The upper-bound row of the paper's tables (ECAPA on the true speakers):
+# the "clusters" are the true labels, renamed like any pseudo-labels, so
+# stage 3 trains under exactly the same conditions as on real clusters.
+ORACLE = "oracle"
 PSEUDO_PREFIX = "pl_"
 
 #: i-vector settings (:func:`extract_representations`); defaults follow
@@ -873,7 +878,8 @@ def cluster_representations(
     Arguments
     ---------
     method : str
-        ``"ours"`` or a baseline name.
+        ``"ours"``, ``"oracle"`` (the true speakers, for the upper-bound
+        row; needs ``true_labels``) or a baseline name.
     features : array-like
         ``[N, D]``.
     n_clusters : int
@@ -930,11 +936,23 @@ def cluster_representations(
     >>> len(set(out["labels"][:20])), len(set(out["labels"][20:]))
     (1, 1)
     """
-    if method != OURS and method not in METHODS:
+    if method not in (OURS, ORACLE) and method not in METHODS:
         raise HparamsError(
             "clustering_method",
-            f"is {method!r}; expected {OURS!r} or one of {', '.join(METHODS)}",
+            f"is {method!r}; expected {OURS!r}, {ORACLE!r} (true speakers) "
+            f"or one of {', '.join(METHODS)}",
         )
+    if method == ORACLE:
+        if true_labels is None:
+            raise HparamsError(
+                "clustering_method",
+                f"is {ORACLE!r}, which needs the manifests' spk_id column",
+            )
+        _, labels = np.unique(np.asarray(true_labels), return_inverse=True)
+        return {
+            "labels": labels.reshape(-1).astype(np.int64),
+            "history": None,
+        }
     x = _scale(features, l2_normalize, standardize, center)
     if x.dim() != 2 or x.shape[0] < 2:
         raise ValueError(f"features must be [N >= 2, D]; got {tuple(x.shape)}")
@@ -1248,7 +1266,7 @@ def pseudo_label_stage(
         ids = representations["ids"]
         true = (
             _true_labels([manifests[k] for k in names], ids)
-            if metrics
+            if metrics or method == ORACLE
             else None
         )
         result = cluster_representations(

@@ -179,6 +179,26 @@ def test_pseudo_label_stage_writes_report_and_skips(tmp_path):
     assert other["n_labels"] == 2 and other["digest"] != out["digest"]
 
 
+def test_oracle_stage_uses_the_true_speakers(tmp_path):
+    train, train_ids = _manifest(tmp_path, "t", 9)
+    dev, dev_ids = _manifest(tmp_path, "d", 3)
+    ids = train_ids + dev_ids
+    # Features carry no speaker information: the labels must still be exact
+    feats = np.random.default_rng(0).standard_normal((len(ids), 3))
+    reps = _fake_representations(tmp_path / "reps", ids, feats)
+    manifests = {"train": train, "dev": dev}
+    out = pseudo_label_stage(
+        "oracle", reps, manifests, tmp_path / "clu", 3, metrics=False
+    )
+    assert out["report"]["acc"] == 1.0 and out["n_labels"] == 3
+    true = {r["ID"]: r["spk_id"] for r in _rows(train)}
+    pl = {r["ID"]: r["spk_id"] for r in _rows(out["csv"]["train"])}
+    pairs = {(true[i], pl[i]) for i in true}
+    assert len(pairs) == 3 and all(p.startswith("pl_") for _, p in pairs)
+    with pytest.raises(HparamsError, match="spk_id"):
+        cluster_representations("oracle", feats, 3)
+
+
 def test_extract_ivectors_stage(tmp_path):
     train, ids = _manifest(tmp_path, "t", 6, wav_len=8000)
     opts = {"n_mfcc": 4, "n_mels": 10, "n_components": 2, "rank": 3,

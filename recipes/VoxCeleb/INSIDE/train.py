@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""INSIDE: new synthetic speakers by SLERP between nearby real speakers'
+YourTTS embeddings, spoken by YourTTS and added to the training data of a
+supervised ECAPA-TDNN (Liu et al., APSIPA ASC 2025).
+
+Stages (each resumable; see ``speechbrain_ssv/inside/pipeline.py``):
+embed the real training utterances with the TTS model's own speaker
+encoder -> pair same-gender speakers (``pairing: nn`` = INSIDE-NN, layered
+nearest-neighbour traversal; ``random`` = INSIDE-Syn) -> SLERP -> synthesize
+``utts_per_identity`` utterances per identity (sharded over torchrun ranks)
+-> merge into the training manifests -> train the Supervised recipe's
+ECAPA-TDNN on real + synthetic speakers -> EER/minDCF on the trial list ->
+export. ``pairing: none`` trains the baseline on the real data only.
+
+To run (minivox with a tiny random YourTTS: a mechanics and timing check,
+its audio is noise)::
+
+    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.inside.tiny --out results/tiny_yourtts
+    python recipes/VoxCeleb/INSIDE/train.py \
+        recipes/VoxCeleb/INSIDE/hparams/inside_minivox.yaml
+
+With the real YourTTS release (unzipped by the user) on VoxCeleb2::
+
+    torchrun --nproc_per_node=4 recipes/VoxCeleb/INSIDE/train.py \
+        recipes/VoxCeleb/INSIDE/hparams/inside.yaml --data_folder /data/vox2 \
+        --tts_model_dir /models/your_tts
+
+Authors
+ * speechbrain-ssv developers 2026
+"""
+
+import logging
+import os
+import sys
+
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_ssv.brains.supervised import SupervisedBrain
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.recipe_utils import (
+    check_classifier_size,
+    export_and_report,
+    final_verification,
+    setup_experiment,
+)
+from speechbrain_ssv.utils.errors import HparamsError
+
+logger = logging.getLogger(__name__)
+
+
+def _tts(hparams, run_opts):
+    from speechbrain_ssv.inside.tts import load_yourtts, require_tts
+
+    require_tts()
+    device = hparams["tts_device"] or run_opts.get("device", "cpu")
+    return load_yourtts(hparams["tts_model_dir"], device=device)
+
+
+def _folders(hparams):
+    root = hparams["inside_folder"]
+    return {
+        k: os.path.join(root, k)
+        for k in ("embed", "pairs", "synth", "merge", "diagnostics")
+    }
+
+
+def _embed_and_pair(hparams, run_opts):
+    """Stages 1-2 (cheap to call again: finished stages are skipped)."""
+    from speechbrain_ssv.inside.pipeline import embed_stage, pair_stage
+
+    tts = _tts(hparams, run_opts)
+    folders = _folders(hparams)
+    embedded = embed_stage(
+        tts,
+        hparams["train_annotation"],
+        folders["embed"],
+        gender_sources=hparams["gender_sources"],
+        max_utts_per_speaker=hparams["embed_max_utts_per_speaker"],
+        num_eval=hparams["embed_num_eval"],
+        batch_size=hparams["embed_batch_size"],
+        seed=hparams["seed"],
+    )
+    paired = pair_stage(
+        embedded,
+        folders["pairs"],
+        hparams["pairing"],
+        hparams["n_identities"],
+        alpha=hparams["slerp_alpha"],
+        seed=hparams["seed"],
+        search_mode=hparams["pair_search"],
+        real_speakers=hparams["train_annotation"],
+    )
+    return tts, embedded, paired
+
+
+def _merge_and_diagnose(hparams, run_opts):
+    from speechbrain_ssv.inside.pipeline import (
+        diagnostics_stage,
+        identity_sets,
+        merge_stage,
+    )
+    from speechbrain_ssv.inside.synthesize import gather_manifests
+
+    tts, embedded, paired = _embed_and_pair(hparams, run_opts)
+    folders = _folders(hparams)
+    synth_csv = gather_manifests(folders["synth"])
+    merge_stage(
+        {
+            "train": hparams["train_annotation"],
+            "dev": hparams["valid_annotation"],
+        },
+        synth_csv,
+        paired["pairs_csv"],
+        folders["merge"],
+        dev_utts=hparams["synthetic_dev_utts"],
+    )
+    if hparams["diagnostics"]:
+        diagnostics_stage(
+            tts,
+            embedded,
+            synth_csv,
+            identity_sets(
+                embedded,
+                hparams["n_identities"],
+                alpha=hparams["slerp_alpha"],
+                seed=hparams["seed"],
+                mode=hparams["pair_search"],
+            ),
+            folders["diagnostics"],
+            num_eval=hparams["embed_num_eval"],
+            seed=hparams["seed"],
+        )
+
+
+def run_inside(hparams, run_opts):
+    """The data stages on every process (synthesis is sharded over ranks);
+    returns the merged manifests and what results.json reports."""
+    from speechbrain_ssv.inside.pipeline import synthesize_stage
+
+    run_on_main(_embed_and_pair, args=[hparams, run_opts])
+    tts, embedded, paired = _embed_and_pair(hparams, run_opts)
+    folders = _folders(hparams)
+    synth = synthesize_stage(
+        tts,
+        paired,
+        folders["synth"],
+        hparams["utts_per_identity"],
+        texts=hparams["text_corpus"],
+        seed=hparams["synthesis_seed"],
+        batch_size=hparams["synthesis_batch_size"],
+        n_sessions=hparams["synthesis_sessions"],
+        language=hparams["tts_language"],
+        progress=not hparams.get("noprogressbar", False),
+    )
+    del tts
+    run_on_main(_merge_and_diagnose, args=[hparams, run_opts])
+    from speechbrain_ssv.clustering.pipeline import read_stage
+
+    merged = read_stage(folders["merge"])["info"]
+    report = {
+        "pairing": hparams["pairing"],
+        "n_identities": hparams["n_identities"],
+        "alpha": hparams["slerp_alpha"],
+        "embedding": read_stage(folders["embed"])["info"],
+        "pairs": paired["summary"],
+        "synthesis_this_process": {
+            k: synth[k]
+            for k in (
+                "written",
+                "skipped",
+                "audio_seconds",
+                "wall_seconds",
+                "realtime_factor",
+            )
+        },
+        "manifests": merged,
+    }
+    diag = os.path.join(folders["diagnostics"], "diagnostics.json")
+    if os.path.isfile(diag):
+        import json
+
+        with open(diag) as f:
+            report["diagnostics"] = json.load(f)
+    train_csv = os.path.join(folders["merge"], "train.csv")
+    dev_csv = os.path.join(folders["merge"], "dev.csv")
+    return train_csv, dev_csv, report
+
+
+if __name__ == "__main__":
+    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+    hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
+
+    pairing = hparams["pairing"]
+    if pairing in (None, "none"):
+        train_csv, dev_csv = (
+            hparams["train_annotation"],
+            hparams["valid_annotation"],
+        )
+        report = {"pairing": "none"}
+    elif pairing in ("nn", "random"):
+        train_csv, dev_csv, report = run_inside(hparams, run_opts)
+    else:
+        raise HparamsError(
+            f"{hparams_file}: pairing",
+            f"is {pairing!r}; expected nn (INSIDE-NN), random (INSIDE-Syn) or none",
+        )
+
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        train_csv,
+        dev_csv,
+        crop_seconds=hparams["sentence_len"],
+        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
+        sample_rate=hparams["sample_rate"],
+    )
+    check_classifier_size(hparams, label_encoder, hparams_file)
+    if if_main_process():
+        logger.info(
+            "INSIDE (%s): training on %d speakers", pairing, len(label_encoder)
+        )
+
+    brain = SupervisedBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["dataloader_options"],
+    )
+    metrics = final_verification(brain, min_key="ErrorRate")
+    report["training_speakers"] = len(label_encoder)
+    export_and_report(
+        brain,
+        hparams,
+        metrics,
+        min_key="ErrorRate",
+        extra_results={"inside": report},
+    )

@@ -135,6 +135,55 @@ def check_classifier_size(hparams, label_encoder, hparams_file):
         )
 
 
+def fit_classifier(hparams, run_opts, hparams_file, train_csv, dev_csv):
+    """Train the Supervised recipe's classifier (encoder + margin softmax)
+    on the classes of ``train_csv``'s ``spk_id`` column: speakers in the
+    Supervised and INSIDE recipes, genders in INSIDE's gender recipe.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters (the keys of ``ecapa_minivox.yaml``).
+    run_opts : dict
+        SpeechBrain run options.
+    hparams_file : str
+        For error messages.
+    train_csv, dev_csv : str
+        Training and validation manifests over the same classes.
+
+    Returns
+    -------
+    tuple
+        ``(brain, label_encoder)`` after ``fit``.
+    """
+    from speechbrain_ssv.brains.supervised import SupervisedBrain
+    from speechbrain_ssv.data.pipelines import make_supervised_datasets
+
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        train_csv,
+        dev_csv,
+        crop_seconds=hparams["sentence_len"],
+        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
+        sample_rate=hparams["sample_rate"],
+    )
+    check_classifier_size(hparams, label_encoder, hparams_file)
+    brain = SupervisedBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["dataloader_options"],
+    )
+    return brain, label_encoder
+
+
 def final_verification(brain, min_key=None, max_key=None):
     """Load the best checkpoint and score the full trial list.
 
@@ -237,4 +286,3 @@ def export_and_report(
             f"EER {100 * metrics['eer']:.2f}%  minDCF@0.01 {metrics['min_dcf@0.01']:.4f}  "
             f"minDCF@0.05 {metrics['min_dcf@0.05']:.4f}  ({metrics['n_trials']} trials)"
         )
-

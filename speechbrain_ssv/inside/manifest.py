@@ -158,8 +158,9 @@ def write_pairs(
         Destination CSV (written atomically).
     pairs : sequence
         :class:`~speechbrain_ssv.inside.pairing.SpeakerPair` records (or any
-        ``(spk_a, spk_b, gender, layer, cosine)`` tuples); ids are assigned
-        in this order.
+        ``(spk_a, spk_b, gender, layer, cosine)`` tuples, or
+        :class:`SyntheticIdentity` rows to re-number); ids are assigned in
+        this order.
     alpha : float | sequence of float
         SLERP weight of ``spk_b``, one for all or one per pair.
     prefix : str
@@ -198,7 +199,12 @@ def write_pairs(
     real, real_name = _real_speaker_ids(real_speakers)
     identities = []
     for n, (pair, a) in enumerate(zip(pairs, alphas)):
-        spk_a, spk_b, gender, layer, cosine = tuple(pair)[:5]
+        if isinstance(pair, SyntheticIdentity):
+            # Re-numbering an existing table: keep its sources, not its ids.
+            spk_a, spk_b, gender = pair.source_a, pair.source_b, pair.gender
+            layer, cosine = pair.layer, pair.cosine
+        else:
+            spk_a, spk_b, gender, layer, cosine = tuple(pair)[:5]
         if str(spk_a) == str(spk_b):
             raise SSVInputError(
                 "pairs", f"pair {n} joins {spk_a!r} with itself"

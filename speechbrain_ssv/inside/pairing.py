@@ -1,7 +1,7 @@
 """Choosing the pairs of real speakers that INSIDE interpolates.
 
 Paper: Liu et al., "Interpolating Speaker Identities in Embedding Space for
-Data Expansion" (INSIDE, arXiv 2508.19210), Sec. III-A/C. Speakers are
+Data Expansion" (INSIDE, arXiv 2508.19210), Sec. III. Speakers are
 split by gender; within a gender, a "layered nearest-neighbour traversal"
 pairs every speaker with its 1st nearest neighbour (cosine), then its 2nd,
 and so on, until ``T`` pairs are collected (INSIDE-NN). The ablation
@@ -397,18 +397,23 @@ def _spherical_kmeans(x, n_clusters, rng, iterations=10):
 def _ivf_search(
     x, k, queries, chunk_size, exclude_self, n_lists, n_probe, train_size, seed
 ):
-    """Inverted-file search: k-means lists; the queries of a list scan the
-    ``n_probe`` lists whose centroids are closest to that list's centroid
-    (its own first)."""
-    n = x.shape[0]
+    """Inverted-file search: k-means lists; each query scans the
+    ``n_probe`` lists whose centroids are closest to it."""
+    n, dim = x.shape
     device = x.device
     rng = np.random.default_rng(seed)
     train = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
     cent = _spherical_kmeans(x[torch.as_tensor(train).to(device)], n_lists, rng)
+    # Probes of every point; the first (closest centroid) is its list.
     step = max(1, _CHUNK_ELEMENTS // n_lists)
-    assign = torch.cat(
-        [(x[s : s + step] @ cent.T).argmax(1) for s in range(0, n, step)]
-    ).cpu()
+    probes = torch.cat(
+        [
+            (x[s : s + step] @ cent.T).topk(n_probe, dim=1)[1].cpu()
+            for s in range(0, n, step)
+        ]
+    )
+    assign = probes[:, 0].contiguous()
+    probes = probes[queries]
     # Rows sorted by list: each list is a contiguous slice of ``xs``.
     perm = assign.argsort(stable=True)
     rank = torch.empty_like(perm)
@@ -416,51 +421,55 @@ def _ivf_search(
     start = torch.zeros(n_lists + 1, dtype=torch.long)
     start[1:] = torch.bincount(assign, minlength=n_lists).cumsum(0)
     xs = x[perm.to(device)]
-    # Probing per list rather than per query: the queries of a list share
-    # the lists they scan, so each scanned list is one contiguous slice
-    # multiplied by a block of queries, instead of a gather per (query,
-    # probe) pair; the scan covers the same fraction of the data.
-    near = cent @ cent.T
-    near.fill_diagonal_(math.inf)
-    probes = near.topk(n_probe, dim=1)[1].cpu()
+    # Work list by list: the queries probing a list are gathered into one
+    # block and multiplied by the list's (contiguous) rows, so there is one
+    # product per list rather than one per (query, probe) pair.
+    flat_list = probes.reshape(-1)
+    flat_row = torch.arange(len(queries)).repeat_interleave(n_probe)
+    order = flat_list.argsort(stable=True)
+    flat_row = flat_row[order]
+    q_start = torch.zeros(n_lists + 1, dtype=torch.long)
+    q_start[1:] = torch.bincount(flat_list, minlength=n_lists).cumsum(0)
+    q_pos = rank[queries]
+    q_list = assign[queries]
 
     best_v = torch.full((len(queries), k), -math.inf)
     best_i = torch.full((len(queries), k), -1, dtype=torch.long)
-    q_list = assign[queries]
-    q_order = q_list.argsort(stable=True)
-    q_start = torch.zeros(n_lists + 1, dtype=torch.long)
-    q_start[1:] = torch.bincount(q_list, minlength=n_lists).cumsum(0)
     budget = chunk_size * n if chunk_size else _CHUNK_ELEMENTS
-    lists = torch.nonzero(q_start[1:] > q_start[:-1]).reshape(-1).tolist()
-    sizes = start[1:] - start[:-1]
-    widest = int(sizes[probes[lists]].sum(dim=1).max()) if lists else 0
-    # Reused buffers: a fresh multi-megabyte tensor per list would be
-    # page-faulted in each time, which costs as much as the products.
-    cand_buf = torch.empty(widest, x.shape[1], dtype=x.dtype, device=device)
-    score_buf = torch.empty(max(budget, widest), dtype=x.dtype, device=device)
-    for lst in lists:
-        rows = q_order[q_start[lst] : q_start[lst + 1]]
-        # The list's own slice comes first among the candidates.
-        spans = [(int(start[p]), int(start[p + 1])) for p in probes[lst]]
-        spans = [(a, b) for a, b in spans if b > a]
-        m = sum(b - a for a, b in spans)
-        cand = torch.cat([torch.arange(a, b) for a, b in spans])
-        # index_select, not torch.cat of the slices: on CPU it was ten
-        # times faster for this copy.
-        xm = torch.index_select(xs, 0, cand.to(device), out=cand_buf[:m])
-        width = min(k, m)
-        step_q = max(1, budget // m)
+    sizes = (start[1:] - start[:-1]).clamp_min(1)
+    most = int(((q_start[1:] - q_start[:-1]).clamp_max(budget // sizes)).max())
+    # Reused buffers: a fresh multi-megabyte tensor per list is page-faulted
+    # in every time, which costs as much as the products.
+    q_buf = torch.empty(max(most, 1), dim, dtype=x.dtype, device=device)
+    score_buf = torch.empty(budget, dtype=x.dtype, device=device)
+    for lst in torch.nonzero(q_start[1:] > q_start[:-1]).reshape(-1).tolist():
+        a, b = int(start[lst]), int(start[lst + 1])
+        if b == a:
+            continue
+        rows = flat_row[q_start[lst] : q_start[lst + 1]]
+        step_q = max(1, min(budget // (b - a), len(q_buf)))
+        width = min(k, b - a)
         for s in range(0, len(rows), step_q):
             r = rows[s : s + step_q]
-            pos = rank[queries[r]]
-            scores = score_buf[: len(r) * m].view(len(r), m)
-            torch.mm(xs[pos.to(device)], xm.T, out=scores)
+            pos = q_pos[r]
+            # index_select, not fancy indexing or torch.cat: on CPU it was
+            # ten times faster for this copy.
+            xq = torch.index_select(xs, 0, pos.to(device), out=q_buf[: len(r)])
+            scores = score_buf[: len(r) * (b - a)].view(len(r), b - a)
+            torch.mm(xq, xs[a:b].T, out=scores)
             if exclude_self:
-                own = (pos - start[lst]).to(device)
-                scores[torch.arange(len(r), device=device), own] = -math.inf
-            v, p = scores.topk(width, dim=1)
-            best_v[r, :width] = v.cpu()
-            best_i[r, :width] = perm[cand[p.cpu()]]
+                mine = torch.nonzero(q_list[r] == lst).reshape(-1)
+                if len(mine):
+                    scores[
+                        mine.to(device), (pos[mine] - a).to(device)
+                    ] = -math.inf
+            v, c = scores.topk(width, dim=1)
+            # Merge with the best found in the lists scanned before.
+            cv = torch.cat([best_v[r], v.cpu()], dim=1)
+            ci = torch.cat([best_i[r], perm[c.cpu() + a]], dim=1)
+            top_v, sel = cv.topk(k, dim=1)
+            best_v[r] = top_v
+            best_i[r] = ci.gather(1, sel)
     # Queries whose probed lists held fewer than k other points (tiny
     # lists) are searched exactly, so every row has k true candidates.
     short = torch.nonzero(~torch.isfinite(best_v).all(dim=1)).reshape(-1)
@@ -495,9 +504,9 @@ def nearest_neighbours(
 
     ``mode="ivf"`` is an inverted-file index: spherical k-means (10 Lloyd
     iterations on ``train_size`` sampled points) splits the points into
-    ``n_lists`` lists; the queries of a list scan only the ``n_probe``
-    lists whose centroids are closest to their list's centroid, about
-    ``n_probe / n_lists`` of the data. It misses a true neighbour that lies
+    ``n_lists`` lists; each query scans only the ``n_probe`` lists whose
+    centroids are closest to it, about ``n_probe / n_lists`` of the
+    data. It misses a true neighbour that lies
     in a list that was not scanned (near a list boundary), so recall is
     below 1 and grows with ``n_probe``. The defaults, ``n_lists =
     2 sqrt(N)`` and ``n_probe = 16``, scan about 1 % of half a million
@@ -729,7 +738,7 @@ def layered_nn_pairs(
     **search_options,
 ):
     """INSIDE-NN pair selection: layered nearest-neighbour traversal within
-    each gender (INSIDE, Sec. III-C).
+    each gender (INSIDE, Sec. III).
 
     Within a gender group of ``n`` speakers, layer ``L`` pairs every speaker
     with its ``L``-th nearest neighbour by cosine (self excluded). Layers are

@@ -81,6 +81,7 @@ import torch
 from tqdm import tqdm
 
 from speechbrain_ssv.data.text import SentenceGenerator, number_to_words
+from speechbrain_ssv.data.voxceleb import CSV_COLUMNS
 from speechbrain_ssv.inside.tts import resample
 from speechbrain_ssv.utils.errors import ManifestError, SSVInputError
 from speechbrain_ssv.utils.io import atomic_path, write_json, write_wav
@@ -101,15 +102,8 @@ __all__ = [
     "utterance_plan",
 ]
 
-MANIFEST_COLUMNS = (
-    "ID",
-    "duration",
-    "wav",
-    "start",
-    "stop",
-    "spk_id",
-    "session",
-)
+# The VoxCeleb preparation's columns; "gender" only when identities have one
+MANIFEST_COLUMNS = tuple(c for c in CSV_COLUMNS if c != "gender")
 OPTIONS_FILE = os.path.join("meta", "synthesis.json")
 # Bump when a change makes the same options produce different audio.
 SYNTH_VERSION = 1

@@ -122,25 +122,42 @@ def _encoder_config():
     }
 
 
-def _vits_config(paths):
-    """A YourTTS-shaped VitsConfig dict with tiny hidden sizes."""
+# Hidden sizes: "tiny" for tests and the CPU mechanics run; "yourtts" is the
+# released model's (40 M parameters in the generator), for timing only.
+SIZES = {
+    "tiny": {
+        "hidden_channels": 32,
+        "hidden_channels_ffn_text_encoder": 64,
+        "num_layers_text_encoder": 2,
+        "num_layers_posterior_encoder": 2,
+        "num_layers_flow": 2,
+        "upsample_initial_channel_decoder": 32,
+    },
+    "yourtts": {
+        "hidden_channels": 192,
+        "hidden_channels_ffn_text_encoder": 768,
+        "num_layers_text_encoder": 10,
+        "num_layers_posterior_encoder": 16,
+        "num_layers_flow": 4,
+        "upsample_initial_channel_decoder": 512,
+    },
+}
+
+
+def _vits_config(paths, size="tiny"):
+    """A YourTTS-shaped VitsConfig dict with the hidden sizes of ``size``."""
     from TTS.config.shared_configs import BaseAudioConfig
     from TTS.tts.configs.shared_configs import CharactersConfig
     from TTS.tts.configs.vits_config import VitsConfig
     from TTS.tts.models.vits import VitsArgs
 
     args = VitsArgs(
-        hidden_channels=32,
-        hidden_channels_ffn_text_encoder=64,
+        **SIZES[size],
         num_heads_text_encoder=2,
-        num_layers_text_encoder=2,
-        num_layers_posterior_encoder=2,
-        num_layers_flow=2,
         resblock_type_decoder="2",
         resblock_kernel_sizes_decoder=[3, 7, 11],
         resblock_dilation_sizes_decoder=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
         upsample_rates_decoder=[8, 8, 2, 2],
-        upsample_initial_channel_decoder=32,
         upsample_kernel_sizes_decoder=[16, 16, 4, 4],
         init_discriminator=False,
         use_d_vector_file=True,
@@ -200,7 +217,7 @@ def _random_d_vectors(rng, n):
     return vectors
 
 
-def build_tiny_yourtts(folder, seed=0, n_speakers=4):
+def build_tiny_yourtts(folder, seed=0, n_speakers=4, size="tiny"):
     """Write a tiny random YourTTS-layout checkpoint into ``folder``.
 
     Arguments
@@ -212,6 +229,9 @@ def build_tiny_yourtts(folder, seed=0, n_speakers=4):
         same weights. The caller's global torch RNG state is left untouched.
     n_speakers : int
         Entries of the ``speakers.json`` d-vector file.
+    size : str
+        ``"tiny"`` (about 2 M parameters) or ``"yourtts"`` (the released
+        model's sizes, random weights: for speed measurements).
 
     Returns
     -------
@@ -226,6 +246,10 @@ def build_tiny_yourtts(folder, seed=0, n_speakers=4):
     ['config.json', 'config_se.json', 'folder', 'language_ids.json', ...]
     """
     require_tts()
+    if size not in SIZES:
+        raise SSVInputError(
+            "size", f"is {size!r}; expected one of {list(SIZES)}"
+        )
     from TTS.config import load_config
     from TTS.encoder.utils.generic_utils import setup_encoder_model
     from TTS.tts.models.vits import Vits
@@ -258,7 +282,7 @@ def build_tiny_yourtts(folder, seed=0, n_speakers=4):
     )
     se_config = _encoder_config()
     write_json(local["config_se.json"], se_config)
-    vits_config = _vits_config(foreign)
+    vits_config = _vits_config(foreign, size)
     write_json(local["config.json"], vits_config)
 
     with torch.random.fork_rng(devices=[]):

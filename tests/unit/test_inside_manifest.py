@@ -76,6 +76,12 @@ def test_pairs_table_round_trip(tmp_path, pairs):
     assert back[2].alpha == 0.75 and math.isnan(back[2].cosine)
     assert back[2].layer == 0
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.csv")]
+    # Re-numbering a table keeps the sources and the alpha given.
+    again = write_pairs(str(tmp_path / "b.csv"), back, alpha=0.5, prefix="x")
+    assert [(i.syn_spk_id, i.source_b) for i in again][:2] == [
+        ("x000000", "id00003"),
+        ("x000001", "id00004"),
+    ]
 
 
 def test_write_pairs_checks_collisions_and_inputs(tmp_path, pairs, real_csv):

@@ -34,14 +34,12 @@ import logging
 import os
 import sys
 
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_ssv.brains.supervised import SupervisedBrain
-from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.recipe_utils import (
-    check_classifier_size,
     export_and_report,
     final_verification,
+    fit_classifier,
     setup_experiment,
 )
 from speechbrain_ssv.utils.errors import HparamsError
@@ -206,32 +204,8 @@ if __name__ == "__main__":
             f"is {pairing!r}; expected nn (INSIDE-NN), random (INSIDE-Syn) or none",
         )
 
-    train_data, valid_data, label_encoder = make_supervised_datasets(
-        train_csv,
-        dev_csv,
-        crop_seconds=hparams["sentence_len"],
-        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
-        sample_rate=hparams["sample_rate"],
-    )
-    check_classifier_size(hparams, label_encoder, hparams_file)
-    if if_main_process():
-        logger.info(
-            "INSIDE (%s): training on %d speakers", pairing, len(label_encoder)
-        )
-
-    brain = SupervisedBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["dataloader_options"],
-        valid_loader_kwargs=hparams["dataloader_options"],
+    brain, label_encoder = fit_classifier(
+        hparams, run_opts, hparams_file, train_csv, dev_csv
     )
     metrics = final_verification(brain, min_key="ErrorRate")
     report["training_speakers"] = len(label_encoder)

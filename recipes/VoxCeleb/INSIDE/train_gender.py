@@ -24,11 +24,9 @@ import sys
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_ssv.brains.supervised import SupervisedBrain
-from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.inside.gender import gender_manifest, gender_scores
-from speechbrain_ssv.recipe_utils import check_classifier_size, setup_experiment
+from speechbrain_ssv.recipe_utils import fit_classifier, setup_experiment
 from speechbrain_ssv.utils.errors import ManifestError
 from speechbrain_ssv.utils.io import write_json
 
@@ -96,28 +94,8 @@ if __name__ == "__main__":
         k: os.path.join(hparams["save_folder"], "gender", f"{k}.csv")
         for k in ("train", "dev", "test")
     }
-    train_data, valid_data, label_encoder = make_supervised_datasets(
-        manifests["train"],
-        manifests["dev"],
-        crop_seconds=hparams["sentence_len"],
-        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
-        sample_rate=hparams["sample_rate"],
-    )
-    check_classifier_size(hparams, label_encoder, hparams_file)
-
-    brain = SupervisedBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["dataloader_options"],
-        valid_loader_kwargs=hparams["dataloader_options"],
+    brain, label_encoder = fit_classifier(
+        hparams, run_opts, hparams_file, manifests["train"], manifests["dev"]
     )
     if if_main_process():
         scores = evaluate(brain, manifests["test"], label_encoder, hparams)

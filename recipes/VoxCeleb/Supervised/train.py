@@ -22,40 +22,21 @@ Authors
 
 import sys
 
-from speechbrain_ssv.brains.supervised import SupervisedBrain
-from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.recipe_utils import (
-    check_classifier_size,
     export_and_report,
     final_verification,
+    fit_classifier,
     setup_experiment,
 )
 
 if __name__ == "__main__":
     hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
-
-    train_data, valid_data, label_encoder = make_supervised_datasets(
+    brain, _ = fit_classifier(
+        hparams,
+        run_opts,
+        hparams_file,
         hparams["train_annotation"],
         hparams["valid_annotation"],
-        crop_seconds=hparams["sentence_len"],
-        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
-        sample_rate=hparams["sample_rate"],
-    )
-    check_classifier_size(hparams, label_encoder, hparams_file)
-
-    brain = SupervisedBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["dataloader_options"],
-        valid_loader_kwargs=hparams["dataloader_options"],
     )
     metrics = final_verification(brain, min_key="ErrorRate")
     export_and_report(brain, hparams, metrics, min_key="ErrorRate")

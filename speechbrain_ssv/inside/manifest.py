@@ -94,7 +94,7 @@ def synthetic_speaker_id(index, prefix="syn", width=6):
     >>> synthetic_speaker_id(7, prefix="id")
     Traceback (most recent call last):
     ...
-    speechbrain_ssv.utils.errors.SSVInputError: prefix: 'id' makes VoxCeleb-shaped ids (id000007); expected another prefix, e.g. 'syn'
+    speechbrain_ssv.utils.errors.SSVInputError: prefix: 'id' makes ...
     """
     index = int(index)
     if index < 0:
@@ -360,15 +360,16 @@ def merge_manifests(
     Example
     -------
     >>> tmp = str(getfixture("tmpdir"))
+    >>> real, syn, out = (f"{tmp}/{n}.csv" for n in ("real", "syn", "out"))
     >>> head = "ID,duration,wav,start,stop,spk_id\\n"
-    >>> _ = open(f"{tmp}/real.csv", "w").write(head + "id1/s/1,3.0,/r/1.wav,0,48000,id1\\n")
-    >>> _ = open(f"{tmp}/syn.csv", "w").write(head + "syn000000/0,4.0,/s/0.wav,0,64000,syn000000\\n")
-    >>> merge_manifests(f"{tmp}/real.csv", f"{tmp}/syn.csv", f"{tmp}/out.csv")["columns"]
-    ['ID', 'duration', 'wav', 'start', 'stop', 'spk_id', 'source_a', 'source_b', 'alpha', 'gender', 'synthetic']
-    >>> print(open(f"{tmp}/out.csv").read().strip())
+    >>> _ = open(real, "w").write(head + "id1/s/1,3.0,/r/1.wav,0,48000,id1\\n")
+    >>> _ = open(syn, "w").write(head + "syn0/0,4.0,/s/0.wav,0,64000,syn0\\n")
+    >>> merge_manifests(real, syn, out)["columns"][6:]
+    ['source_a', 'source_b', 'alpha', 'gender', 'synthetic']
+    >>> print(open(out).read().strip())
     ID,duration,wav,start,stop,spk_id,source_a,source_b,alpha,gender,synthetic
     id1/s/1,3.0,/r/1.wav,0,48000,id1,,,,,0
-    syn000000/0,4.0,/s/0.wav,0,64000,syn000000,,,,,1
+    syn0/0,4.0,/s/0.wav,0,64000,syn0,,,,,1
     """
     real_csv, synthetic_csv = os.fspath(real_csv), os.fspath(synthetic_csv)
     out_csv = os.fspath(out_csv)

@@ -207,7 +207,8 @@ def slerp_grid(a, b, alphas, eps=1e-6):
 
     Example
     -------
-    >>> g = slerp_grid(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), [0, 0.5, 1])
+    >>> a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    >>> g = slerp_grid(a, b, [0, 0.5, 1])
     >>> g.shape
     torch.Size([3, 2])
     >>> g[1]

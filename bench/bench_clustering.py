@@ -26,33 +26,15 @@ Authors
 """
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
 import time
 
+from peak_memory import reset_peak, rss_kb
+
 METHODS = ("minibatch_kmeans", "ours")
-
-
-def _rss_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak():
-    # Return freed heap pages to the OS first, so the baseline only holds
-    # live data; then (Linux) reset the peak RSS to the current RSS.
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def make_blobs(n, dim, n_clusters, spread, seed=0, chunk=100_000):
@@ -124,12 +106,12 @@ def child(method, n, args):
     cluster_representations(method, x[:1000], min(args.clusters, 50), **warm)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    _reset_peak()
-    base_kb = _rss_kb("VmRSS")
+    reset_peak()
+    base_kb = rss_kb("VmRSS")
     t0 = time.perf_counter()
     out = cluster_representations(method, x, args.clusters, seed=0, **kwargs)
     seconds = time.perf_counter() - t0
-    peak_kb = _rss_kb("VmHWM")
+    peak_kb = rss_kb("VmHWM")
     labels = out["labels"]
     from sklearn.metrics import normalized_mutual_info_score
 

@@ -36,7 +36,6 @@ Authors
 """
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -44,27 +43,10 @@ import sys
 import tempfile
 import time
 
+from peak_memory import reset_peak, rss_kb
+
 METHODS = ("exact", "ivf", "random")
 LATENT = 64
-
-
-def _rss_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak():
-    # Return freed heap pages first so the baseline holds only live data,
-    # then (Linux) reset the peak RSS to the current RSS.
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def make_speakers(n, dim, per_cluster, seed=0, chunk=100_000):
@@ -174,12 +156,12 @@ def child(method, n, args):
     # Warm-up: lazily loaded kernels and thread pools are a fixed cost.
     w = min(n, 2000)
     run(x[:w], speakers[:w], genders[:w], min(args.pairs, w // 2))
-    _reset_peak()
-    base_kb = _rss_kb("VmRSS")
+    reset_peak()
+    base_kb = rss_kb("VmRSS")
     t0 = time.perf_counter()
     pairs = run(x, speakers, genders, args.pairs)
     seconds = time.perf_counter() - t0
-    peak_kb = _rss_kb("VmHWM")
+    peak_kb = rss_kb("VmHWM")
     result = {
         "method": method,
         "n_speakers": n,

@@ -30,7 +30,6 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import logging
 import os
 import sys
 
@@ -43,8 +42,6 @@ from speechbrain_ssv.recipe_utils import (
     setup_experiment,
 )
 from speechbrain_ssv.utils.errors import HparamsError
-
-logger = logging.getLogger(__name__)
 
 
 def _tts(hparams, run_opts):

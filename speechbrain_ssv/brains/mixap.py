@@ -49,7 +49,10 @@ class MixAPBrain(VerificationBrain):
     this many frames: the VAE's input size), ``wav_augment`` (Augmenter or
     null; each segment gets its own draw), ``time_mask`` and ``ceps_mask``
     (SpectrogramDrop or null: cepsaugment), ``gather_negatives`` (under DDP,
-    anchors of every rank are negatives), ``train_logger``,
+    anchors of every rank are negatives), ``ap_weight`` (optional, default
+    0: the paper's objective; ``w > 0`` adds ``w`` times the plain AP loss
+    of the unmixed queries to the i-AP / l-AP loss, so the mixture becomes
+    a regulariser next to AP instead of the whole objective), ``train_logger``,
     ``epoch_counter``, ``lr_annealing`` and the verification keys of
     :class:`VerificationBrain`.
     """
@@ -145,13 +148,20 @@ class MixAPBrain(VerificationBrain):
         """
         batch = batch.to(self.device)
         training = stage == sb.Stage.TRAIN
-        augment = getattr(self.hparams, "wav_augment", None) if training else None
+        augment = (
+            getattr(self.hparams, "wav_augment", None) if training else None
+        )
         q_wavs, q_lens = batch.view0
         a_wavs, a_lens = batch.view1
         q_feats = self._segment_features(q_wavs, q_lens, augment)
         a_feats = self._segment_features(a_wavs, a_lens, augment)
+        clean = q_feats
         q_feats, partner, lam = self.mix_queries(q_feats)
-        feats = torch.cat([q_feats, a_feats])
+        # The unmixed queries ride in the same encoder pass (one BatchNorm
+        # population) when the AP term is on.
+        with_clean = training and self._ap_weight() > 0
+        parts = [q_feats, clean, a_feats] if with_clean else [q_feats, a_feats]
+        feats = torch.cat(parts)
         if training:
             feats = self._cepsaugment(feats)
         # Segments have a fixed length: full relative lengths.
@@ -159,10 +169,25 @@ class MixAPBrain(VerificationBrain):
         emb = self.modules.embedding_model(feats, lens)
         emb = emb.reshape(emb.shape[0], -1)
         b = q_feats.shape[0]
-        return {"query": emb[:b], "anchor": emb[b:], "partner": partner, "lam": lam}
+        out = {
+            "query": emb[:b],
+            "anchor": emb[-b:],
+            "partner": partner,
+            "lam": lam,
+        }
+        if with_clean:
+            out["clean_query"] = emb[b : 2 * b]
+        return out
+
+    def _ap_weight(self):
+        w = float(getattr(self.hparams, "ap_weight", 0.0) or 0.0)
+        if w < 0:
+            raise ValueError(f"ap_weight={w}; expected >= 0")
+        return 0.0 if self.hparams.method == "ap" else w
 
     def compute_objectives(self, predictions, batch, stage):
-        """AP (Eq. 1) or its mixed-target form (Eq. 4 / 7).
+        """AP (Eq. 1) or its mixed-target form (Eq. 4 / 7), plus
+        ``ap_weight`` times AP on the unmixed queries when that is set.
 
         Arguments
         ---------
@@ -185,7 +210,16 @@ class MixAPBrain(VerificationBrain):
         if self.hparams.method == "ap":
             loss = angular_prototypical_loss(logits, offset)
         else:
-            loss = imix_loss(logits, predictions["partner"], predictions["lam"], offset)
+            loss = imix_loss(
+                logits, predictions["partner"], predictions["lam"], offset
+            )
+        if "clean_query" in predictions:
+            clean_logits = self.modules.ap_scale(
+                predictions["clean_query"], anchors
+            )
+            loss = loss + self._ap_weight() * angular_prototypical_loss(
+                clean_logits, offset
+            )
         if stage == sb.Stage.TRAIN:
             self._accumulate(logits.detach(), offset)
         return loss

@@ -166,6 +166,16 @@ def load_exported_vae(vae, path):
         for k, v in own.items()
         if k in state and state[k].shape != v.shape
     ]
+    # Integer buffers hold the architecture (ConvVAE.time_strides): equal
+    # shapes are not enough there, the values must agree too.
+    problems += [
+        f"{k} {state[k].tolist()} in the file, {v.tolist()} in the model"
+        for k, v in own.items()
+        if k in state
+        and state[k].shape == v.shape
+        and not v.is_floating_point()
+        and not torch.equal(state[k], v)
+    ]
     if problems:
         more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""
         raise ValueError(

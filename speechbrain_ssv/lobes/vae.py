@@ -90,6 +90,20 @@ class ConvVAE(torch.nn.Module):
     * no activation after the decoder's FC layer (as in Ha and Schmidhuber's
       implementation; Table 1 gives none).
 
+    Time-resolved latent (``time_stride``, not in the paper). With the
+    Table 1 strides a 180-frame segment ends in a single 1 x 1 map and one
+    64-d code: all the decoder can return is the segment's average shape,
+    which sentence mean normalisation has already set to about zero (see the
+    MixAP README: the l-AP encoder then collapses). A per-layer time stride
+    (e.g. ``[3, 3, 1, 1, 1]``) stops the time downsampling early; the last
+    map keeps ``T'`` frames and the FC heads act on each frame, so the
+    latent is ``[batch, T', latent_dim]``: one code per ``n_frames / T'``
+    frames, mixed frame by frame by l-mix. Without it (the default) the
+    heads see the whole flattened last map and the latent is ``[batch,
+    latent_dim]``: Table 1's model. For 180 x 40 inputs both have the same
+    parameter names and shapes; the strides are saved with the weights as
+    the ``time_strides`` buffer.
+
     Arguments
     ---------
     n_feats : int
@@ -104,6 +118,11 @@ class ConvVAE(torch.nn.Module):
         Square kernel size (3); at least ``stride``.
     stride : int
         Stride on both axes (3).
+    time_stride : int | sequence of int | None
+        Stride along time, one for all layers or one per layer; given, the
+        latent has one code per frame of the last map. ``None`` (default):
+        ``stride`` on time too and a single code per segment. The feature
+        axis always uses ``stride``.
 
     Example
     -------
@@ -114,6 +133,11 @@ class ConvVAE(torch.nn.Module):
     (torch.Size([2, 30, 12]), torch.Size([2, 8]), torch.Size([2, 8]))
     >>> vae.feature_map_sizes
     [(30, 12), (10, 4), (4, 2)]
+    >>> tr = ConvVAE(n_feats=12, n_frames=30, latent_dim=8, channels=(4, 8), time_stride=[3, 1])
+    >>> tr.feature_map_sizes, tr.latent_shape
+    ([(30, 12), (10, 4), (10, 2)], (10, 8))
+    >>> [t.shape for t in tr(x)]
+    [torch.Size([2, 30, 12]), torch.Size([2, 10, 8]), torch.Size([2, 10, 8])]
     """
 
     def __init__(
@@ -124,9 +148,21 @@ class ConvVAE(torch.nn.Module):
         channels=(32, 64, 32, 32, 32),
         kernel_size=3,
         stride=3,
+        time_stride=None,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
+        self.per_frame_latent = time_stride is not None
+        if time_stride is None:
+            time_stride = stride
+        if isinstance(time_stride, int):
+            time_stride = [time_stride] * len(channels)
+        time_stride = [int(t) for t in time_stride]
+        if len(time_stride) != len(channels) or min(time_stride, default=1) < 1:
+            raise ValueError(
+                f"ConvVAE time_stride={time_stride}; expected one positive "
+                f"stride per encoder layer ({len(channels)} layers)"
+            )
         if not channels or min(channels) < 1:
             raise ValueError(
                 f"ConvVAE channels={channels}; expected a non-empty list of "
@@ -138,9 +174,10 @@ class ConvVAE(torch.nn.Module):
                 f"latent_dim={latent_dim}, kernel_size={kernel_size}, "
                 f"stride={stride}; expected positive integers"
             )
-        if kernel_size < stride:
+        if kernel_size < max(stride, *time_stride):
             raise ValueError(
-                f"ConvVAE kernel_size={kernel_size} < stride={stride}: the "
+                f"ConvVAE kernel_size={kernel_size} < stride={stride} / "
+                f"time_stride={time_stride}: the "
                 "convolutions would skip input frames; expected kernel_size "
                 ">= stride"
             )
@@ -149,9 +186,9 @@ class ConvVAE(torch.nn.Module):
         self.latent_dim = int(latent_dim)
 
         sizes, pads = [(self.n_frames, self.n_feats)], []
-        for _ in channels:
+        for t_stride in time_stride:
             t, f = sizes[-1]
-            t_out, t0, t1 = same_padding(t, kernel_size, stride)
+            t_out, t0, t1 = same_padding(t, kernel_size, t_stride)
             f_out, f0, f1 = same_padding(f, kernel_size, stride)
             sizes.append((t_out, f_out))
             # (left, right, top, bottom) = (feat before/after, time before/after)
@@ -159,24 +196,47 @@ class ConvVAE(torch.nn.Module):
         #: (time, feats) of the input and of every encoder map.
         self.feature_map_sizes = sizes
         self._pads = pads
+        #: Frames of the latent (1: Table 1's single code per segment).
+        self.latent_frames = sizes[-1][0] if self.per_frame_latent else 1
+        #: Shape of one segment's latent: ``(latent_dim,)`` or ``(T', latent_dim)``.
+        self.latent_shape = (
+            (self.latent_dim,)
+            if self.latent_frames == 1
+            else (self.latent_frames, self.latent_dim)
+        )
+        # Saved with the weights: two VAEs that differ only in their time
+        # strides have identical parameter shapes, and loading one into the
+        # other must still be refused (brains.vae.load_exported_vae).
+        self.register_buffer(
+            "time_strides", torch.tensor(time_stride, dtype=torch.long)
+        )
 
         self.encoder = torch.nn.ModuleList()
         in_ch = 1
-        for out_ch in channels:
+        for out_ch, t_stride in zip(channels, time_stride):
             self.encoder.append(
-                torch.nn.Conv2d(in_ch, out_ch, kernel_size, stride)
+                torch.nn.Conv2d(in_ch, out_ch, kernel_size, (t_stride, stride))
             )
             in_ch = out_ch
         self._bottleneck = (channels[-1], *sizes[-1])
-        flat = channels[-1] * sizes[-1][0] * sizes[-1][1]
+        # Per-frame heads see channels x feats, Table 1's the whole map.
+        flat = (
+            channels[-1]
+            * sizes[-1][1]
+            * (1 if self.per_frame_latent else sizes[-1][0])
+        )
         self.fc_mu = torch.nn.Linear(flat, self.latent_dim)
         self.fc_logvar = torch.nn.Linear(flat, self.latent_dim)
 
         self.fc_decode = torch.nn.Linear(self.latent_dim, flat)
         self.decoder = torch.nn.ModuleList()
-        for out_ch in channels[-2::-1] + [1]:
+        for out_ch, t_stride in zip(
+            channels[-2::-1] + [1], reversed(time_stride)
+        ):
             self.decoder.append(
-                torch.nn.ConvTranspose2d(in_ch, out_ch, kernel_size, stride)
+                torch.nn.ConvTranspose2d(
+                    in_ch, out_ch, kernel_size, (t_stride, stride)
+                )
             )
             in_ch = out_ch
 
@@ -200,7 +260,7 @@ class ConvVAE(torch.nn.Module):
         Returns
         -------
         tuple
-            ``(mu, logvar)``, each ``[batch, latent_dim]``.
+            ``(mu, logvar)``, each ``[batch, *latent_shape]``.
 
         Example
         -------
@@ -217,8 +277,14 @@ class ConvVAE(torch.nn.Module):
         h = x.unsqueeze(1)
         for conv, pad in zip(self.encoder, self._pads):
             h = torch.relu(conv(F.pad(h, pad)))
-        h = h.flatten(1)
-        return self.fc_mu(h), self.fc_logvar(h)
+        if self.per_frame_latent:  # [B, C, T', F'] -> [B, T', C * F']
+            h = h.transpose(1, 2).flatten(2)
+        else:  # Table 1: [B, 1, C * T' * F']
+            h = h.flatten(1).unsqueeze(1)
+        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+        if self.latent_frames == 1:
+            mu, logvar = mu.squeeze(1), logvar.squeeze(1)
+        return mu, logvar
 
     def reparameterize(self, mu, logvar):
         """A sample ``z = mu + sigma * eps`` in training mode, ``mu`` in eval
@@ -253,7 +319,7 @@ class ConvVAE(torch.nn.Module):
         Arguments
         ---------
         z : torch.Tensor
-            ``[batch, latent_dim]``.
+            ``[batch, *latent_shape]``.
 
         Returns
         -------
@@ -266,12 +332,24 @@ class ConvVAE(torch.nn.Module):
         >>> vae.decode(torch.randn(5, 8)).shape
         torch.Size([5, 30, 12])
         """
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+        if tuple(z.shape[1:]) != self.latent_shape:
+            frames = (
+                ""
+                if self.latent_frames == 1
+                else f"latent_frames={self.latent_frames}, "
+            )
             raise ValueError(
                 f"ConvVAE.decode expects latent codes of shape [batch, "
-                f"latent_dim={self.latent_dim}], got {list(z.shape)}"
+                f"{frames}latent_dim={self.latent_dim}], got {list(z.shape)}"
             )
-        h = self.fc_decode(z).view(z.shape[0], *self._bottleneck)
+        if self.latent_frames == 1:
+            z = z.unsqueeze(1)
+        c, t, f = self._bottleneck
+        h = self.fc_decode(z)
+        if self.per_frame_latent:
+            h = h.view(z.shape[0], t, c, f).transpose(1, 2)
+        else:
+            h = h.view(z.shape[0], c, t, f)
         last = len(self.decoder) - 1
         for i, deconv in enumerate(self.decoder):
             # Undo the padding of the mirrored encoder layer.
@@ -294,7 +372,7 @@ class ConvVAE(torch.nn.Module):
         -------
         tuple
             ``(x_hat, mu, logvar)``: reconstruction ``[batch, n_frames,
-            n_feats]`` and posterior parameters ``[batch, latent_dim]``.
+            n_feats]`` and posterior parameters ``[batch, *latent_shape]``.
 
         Example
         -------

@@ -90,6 +90,71 @@ def test_every_frame_is_seen_and_generated():
     assert bool((out.std(0) > 0).all())
 
 
+def test_time_resolved_latent():
+    # time_stride [3, 3, 1, 1, 1]: the minivox l-AP VAE, 20 codes of 64 per
+    # 180-frame segment, one per 9 frames.
+    torch.manual_seed(0)
+    vae = ConvVAE(time_stride=[3, 3, 1, 1, 1])
+    assert vae.feature_map_sizes[-1] == (20, 1)
+    assert vae.latent_shape == (20, 64)
+    # Same parameters as Table 1's model; only the strides differ.
+    paper = ConvVAE()
+    assert {k: v.shape for k, v in vae.named_parameters()} == {
+        k: v.shape for k, v in paper.named_parameters()
+    }
+    x = torch.randn(2, 180, 40, requires_grad=True)
+    x_hat, mu, logvar = vae(x)
+    assert x_hat.shape == x.shape and mu.shape == logvar.shape == (2, 20, 64)
+    # Each code sees its own stretch of time: the first code does not
+    # depend on the last frames, and every frame reaches some code.
+    (g_first,) = torch.autograd.grad(mu[:, 0].sum(), x, retain_graph=True)
+    assert float(g_first[:, 120:].abs().sum()) == 0.0
+    assert float(g_first[:, :9].abs().sum()) > 0
+    (g_all,) = torch.autograd.grad(mu.sum(), x)
+    assert bool((g_all.abs().sum(-1) > 0).all())
+    with torch.no_grad():
+        out = vae.decode(torch.randn(16, 20, 64))
+    assert bool((out.std(0) > 0).all())
+    with pytest.raises(ValueError, match="latent_frames=20, latent_dim=64"):
+        vae.decode(torch.randn(2, 64))
+    with pytest.raises(
+        ValueError, match="one positive stride per encoder layer"
+    ):
+        ConvVAE(time_stride=[3, 1])
+
+
+def test_time_resolved_lmix_and_kl():
+    torch.manual_seed(0)
+    vae = ConvVAE(**SMALL, time_stride=[3, 1]).eval()
+    x = torch.randn(3, 30, 20)
+    partner, lam = torch.tensor([1, 2, 0]), torch.tensor([0.2, 0.5, 1.0])
+    mu, logvar = vae.encode(x)
+    assert mu.shape == (3, 10, 8)
+    # Eq. 6 frame by frame: lam * mu_i + (1 - lam) * mu_r for every code.
+    expected = vae.decode(
+        lam[:, None, None] * mu + (1 - lam[:, None, None]) * mu[partner]
+    )
+    assert torch.allclose(vae.lmix(x, partner, lam), expected, atol=1e-6)
+    assert torch.allclose(vae.lmix(x, partner, lam)[2], vae(x)[0][2], atol=1e-6)
+    # The KL sums over every code of the segment.
+    kl = gaussian_kl(mu, logvar)
+    by_hand = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum((1, 2)).mean()
+    assert torch.allclose(kl, by_hand)
+
+
+def test_export_refuses_other_time_strides(tmp_path):
+    # At 180 x 40 the two models have identical parameter shapes: only the
+    # saved strides tell them apart.
+    strides = [3, 3, 1, 1, 1]
+    path = export_vae(ConvVAE(time_stride=strides), tmp_path / "v.ckpt")
+    load_exported_vae(ConvVAE(time_stride=strides), path)
+    with pytest.raises(
+        ValueError,
+        match=r"time_strides \[3, 3, 1, 1, 1\] in the file, \[3, 3, 3, 3, 3\]",
+    ):
+        load_exported_vae(ConvVAE(), path)
+
+
 def test_decoder_output_is_linear():
     vae = ConvVAE(**SMALL)
     assert isinstance(vae.decoder[-1], torch.nn.ConvTranspose2d)

@@ -6,6 +6,8 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import glob
+import logging
 import os
 
 import speechbrain as sb
@@ -17,6 +19,8 @@ from speechbrain.utils.distributed import (
 
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.io import write_json
+
+logger = logging.getLogger(__name__)
 
 
 def setup_experiment(argv, prepare=None):
@@ -238,7 +242,8 @@ def export_and_report(
     extra_results=None,
 ):
     """Write ``results.json`` and export the selected checkpoint to
-    ``hparams["export_folder"]`` (skipped when that key is empty).
+    ``hparams["export_folder"]`` (skipped when that key is empty, and with
+    a warning when nothing was trained and no checkpoint exists).
 
     Arguments
     ---------
@@ -265,6 +270,18 @@ def export_and_report(
     results = {"metrics": metrics, "optimizer_steps": brain.optimizer_step}
     results.update(extra_results or {})
     export_folder = hparams.get("export_folder")
+    saved = glob.glob(os.path.join(hparams["save_folder"], "CKPT+*"))
+    if export_folder and not saved and brain.optimizer_step == 0:
+        # An untrained baseline (--number_of_epochs 0) has no checkpoint to
+        # export; its scores are still worth a results.json.
+        logger.warning(
+            "%s: no checkpoint to export (nothing was trained); export to %s "
+            "skipped",
+            hparams["save_folder"],
+            export_folder,
+        )
+        results["export_skipped"] = "no checkpoint: 0 optimizer steps"
+        export_folder = None
     if export_folder:
         export_checkpoint(
             hparams["save_folder"],

@@ -1,6 +1,6 @@
 """torchrun DDP (2 CPU processes, gloo) runs the recipes end to end: the
 cross-rank statistics (SDPN's Sinkhorn sums, DINO centre, i-AP's gathered
-negatives), main-process-only
+negatives, CLUB's hand-reduced estimator gradients), main-process-only
 verification and export must not deadlock or diverge between ranks."""
 
 import json
@@ -68,3 +68,54 @@ def test_torchrun_two_cpu_ranks(name, tiny_corpus, tmp_path):
     )
     log = open(out / "train_log.txt").read()
     assert "epoch: 1" in log and "final verification" in log
+
+
+@pytest.fixture(scope="module")
+def tiny_ffsvc(tmp_path_factory):
+    from speechbrain_ssv.data.minivox import generate_minivox
+
+    root = tmp_path_factory.mktemp("ffsvc") / "corpus"
+    generate_minivox(
+        str(root),
+        size="tiny",
+        variant="ffsvc",
+        workers=1,
+        progress=False,
+        n_speakers=6,
+        n_test_speakers=2,
+        n_utts=4,
+    )
+    return str(root)
+
+
+@pytest.mark.parametrize("row", [6, 2])
+def test_torchrun_club_two_cpu_ranks(row, tiny_ffsvc, tmp_path):
+    # Row 6: the vCLUB estimators live outside DDP and their gradients are
+    # all-reduced by hand; row 2 has no device branch (unused parameters).
+    recipe = os.path.join(REPO, "recipes", "FFSVC", "CLUB")
+    out = tmp_path / f"row{row}"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node=2", os.path.join(recipe, "train.py"),
+        os.path.join(recipe, "hparams", "club_minivox.yaml"),
+        "--data_folder", tiny_ffsvc, "--output_folder", str(out),
+        "--distributed_backend", "gloo", "--table1_row", str(row),
+        "--split_ratio", "[75, 25]", "--batch_speakers", "2",
+        "--max_pairs_per_speaker", "2", "--steps_per_epoch", "4",
+        "--number_of_epochs", "1", "--sentence_len", "1.0",
+        "--probe_max_seconds", "2.0", "--tsne_speakers", "3", "--noprogressbar",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.load(open(out / "results.json"))
+    assert res["table1_row"] == row and res["metrics"]["n_trials"] > 0
+    # The epoch's 4 steps are shared by the 2 ranks.
+    assert res["optimizer_steps"] == 2
+    assert os.path.isfile(
+        os.path.join(res["export_folder"], "embedding_model.ckpt")
+    )
+    log = open(out / "train_log.txt").read()
+    assert log.count("epoch: 1") == 1 and "final verification" in log

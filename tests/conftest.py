@@ -19,6 +19,26 @@ def tiny_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_ffsvc_corpus(tmp_path_factory):
+    """A tiny FFSVC-shaped corpus: 6 speakers (2 held out) x 4 utterances
+    x 7 device renders (~15 s to generate, once per session)."""
+    from speechbrain_ssv.data.minivox import generate_minivox
+
+    root = tmp_path_factory.mktemp("ffsvc_tiny") / "corpus"
+    generate_minivox(
+        str(root),
+        size="tiny",
+        variant="ffsvc",
+        workers=1,
+        progress=False,
+        n_speakers=6,
+        n_test_speakers=2,
+        n_utts=4,
+    )
+    return str(root)
+
+
+@pytest.fixture(scope="session")
 def an4_dev():
     """Real read speech (CMU AN4 subset) with a trial list, when present."""
     if not os.path.isdir(AN4):

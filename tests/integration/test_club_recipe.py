@@ -11,7 +11,6 @@ import sys
 import pytest
 import torch
 
-from speechbrain_ssv.data.minivox import generate_minivox
 from speechbrain_ssv.utils.hparams import load_hparams
 from tests.conftest import REPO
 
@@ -22,20 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_ffsvc_corpus):
     root = tmp_path_factory.mktemp("club")
-    corpus = root / "corpus"
-    # 6 speakers (2 held out) x 4 utterances x 7 device renders: ~15 s.
-    generate_minivox(
-        str(corpus),
-        size="tiny",
-        variant="ffsvc",
-        workers=1,
-        progress=False,
-        n_speakers=6,
-        n_test_speakers=2,
-        n_utts=4,
-    )
+    corpus = tiny_ffsvc_corpus
     # A "pre-trained" front-end: the yaml's MFA-Conformer with other weights.
     hp = load_hparams(
         HPARAMS,

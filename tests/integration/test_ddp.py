@@ -70,26 +70,8 @@ def test_torchrun_two_cpu_ranks(name, tiny_corpus, tmp_path):
     assert "epoch: 1" in log and "final verification" in log
 
 
-@pytest.fixture(scope="module")
-def tiny_ffsvc(tmp_path_factory):
-    from speechbrain_ssv.data.minivox import generate_minivox
-
-    root = tmp_path_factory.mktemp("ffsvc") / "corpus"
-    generate_minivox(
-        str(root),
-        size="tiny",
-        variant="ffsvc",
-        workers=1,
-        progress=False,
-        n_speakers=6,
-        n_test_speakers=2,
-        n_utts=4,
-    )
-    return str(root)
-
-
 @pytest.mark.parametrize("row", [6, 2])
-def test_torchrun_club_two_cpu_ranks(row, tiny_ffsvc, tmp_path):
+def test_torchrun_club_two_cpu_ranks(row, tiny_ffsvc_corpus, tmp_path):
     # Row 6: the vCLUB estimators live outside DDP and their gradients are
     # all-reduced by hand; row 2 has no device branch (unused parameters).
     recipe = os.path.join(REPO, "recipes", "FFSVC", "CLUB")
@@ -98,7 +80,7 @@ def test_torchrun_club_two_cpu_ranks(row, tiny_ffsvc, tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         "--nproc_per_node=2", os.path.join(recipe, "train.py"),
         os.path.join(recipe, "hparams", "club_minivox.yaml"),
-        "--data_folder", tiny_ffsvc, "--output_folder", str(out),
+        "--data_folder", tiny_ffsvc_corpus, "--output_folder", str(out),
         "--distributed_backend", "gloo", "--table1_row", str(row),
         "--split_ratio", "[75, 25]", "--batch_speakers", "2",
         "--max_pairs_per_speaker", "2", "--steps_per_epoch", "4",

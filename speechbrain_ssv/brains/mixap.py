@@ -71,6 +71,11 @@ class MixAPBrain(VerificationBrain):
                 "method 'lmix' needs a pre-trained VAE in modules['vae'] "
                 "(train it with recipes/VoxCeleb/MixAP/train_vae.py)"
             )
+        w = float(getattr(self.hparams, "ap_weight", 0.0) or 0.0)
+        if w < 0:
+            raise ValueError(f"ap_weight={w}; expected >= 0")
+        # Plain AP has no unmixed queries to add.
+        self._ap_w = 0.0 if method == "ap" else w
         self._reset_monitor()
 
     # ---------------------------------------------------------------- inputs
@@ -180,10 +185,7 @@ class MixAPBrain(VerificationBrain):
         return out
 
     def _ap_weight(self):
-        w = float(getattr(self.hparams, "ap_weight", 0.0) or 0.0)
-        if w < 0:
-            raise ValueError(f"ap_weight={w}; expected >= 0")
-        return 0.0 if self.hparams.method == "ap" else w
+        return self._ap_w
 
     def compute_objectives(self, predictions, batch, stage):
         """AP (Eq. 1) or its mixed-target form (Eq. 4 / 7), plus

@@ -36,8 +36,16 @@ sys.path.insert(0, os.path.dirname(HERE))
 from speechbrain_ssv.utils.io import write_json  # noqa: E402
 
 CONFIGS = {
-    "minivox (C=192, 60 mels)": {"n_mels": 60, "channels": [192] * 4 + [576], "att": 64},
-    "paper (C=1024, 80 mels)": {"n_mels": 80, "channels": [1024] * 4 + [3072], "att": 128},
+    "minivox (C=192, 60 mels)": {
+        "n_mels": 60,
+        "channels": [192] * 4 + [576],
+        "att": 64,
+    },
+    "paper (C=1024, 80 mels)": {
+        "n_mels": 80,
+        "channels": [1024] * 4 + [3072],
+        "att": 128,
+    },
 }
 
 
@@ -65,8 +73,12 @@ def time_steps(cfg, batch_size, seconds, steps, n_classes=160):
     torch.manual_seed(0)
     feats = Fbank(n_mels=cfg["n_mels"])
     norm = InputNormalization(norm_type="sentence", std_norm=False)
-    enc = ECAPA_TDNN(cfg["n_mels"], channels=cfg["channels"], attention_channels=cfg["att"],
-                     lin_neurons=192)
+    enc = ECAPA_TDNN(
+        cfg["n_mels"],
+        channels=cfg["channels"],
+        attention_channels=cfg["att"],
+        lin_neurons=192,
+    )
     cls = Classifier(192, out_neurons=n_classes)
     loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
     params = list(enc.parameters()) + list(cls.parameters())
@@ -101,23 +113,52 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "train_step.json"))
+    parser.add_argument(
+        "--out", default=os.path.join(HERE, "results", "train_step.json")
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = {}
     for name, cfg in CONFIGS.items():
         rows[name] = time_steps(cfg, args.batch_size, args.seconds, args.steps)
     base = rows["paper (C=1024, 80 mels)"]["s_per_step"]
-    print(f"train step, batch {args.batch_size} x {args.seconds} s, {args.threads} threads, CPU")
-    print(f"| {'config':<26} | {'s/step':>7} | {'utt/s':>6} | {'params M':>8} | {'x faster':>8} |")
-    print("|" + "-" * 28 + "|" + "-" * 9 + "|" + "-" * 8 + "|" + "-" * 10 + "|" + "-" * 10 + "|")
+    print(
+        f"train step, batch {args.batch_size} x {args.seconds} s, {args.threads} threads, CPU"
+    )
+    print(
+        f"| {'config':<26} | {'s/step':>7} | {'utt/s':>6} | {'params M':>8} | {'x faster':>8} |"
+    )
+    print(
+        "|"
+        + "-" * 28
+        + "|"
+        + "-" * 9
+        + "|"
+        + "-" * 8
+        + "|"
+        + "-" * 10
+        + "|"
+        + "-" * 10
+        + "|"
+    )
     for name, r in rows.items():
         r["speedup_vs_paper"] = base / r["s_per_step"]
-        print(f"| {name:<26} | {r['s_per_step']:>7.2f} | {r['utt_per_s']:>6.1f} | "
-              f"{r['params_M']:>8.2f} | {r['speedup_vs_paper']:>8.2f} |")
-    print(f"peak RSS of the process: {max(r['peak_rss_MB'] for r in rows.values()):.0f} MB")
-    write_json(args.out, {"batch_size": args.batch_size, "seconds": args.seconds,
-                          "threads": args.threads, "rows": rows})
+        print(
+            f"| {name:<26} | {r['s_per_step']:>7.2f} | {r['utt_per_s']:>6.1f} | "
+            f"{r['params_M']:>8.2f} | {r['speedup_vs_paper']:>8.2f} |"
+        )
+    print(
+        f"peak RSS of the process: {max(r['peak_rss_MB'] for r in rows.values()):.0f} MB"
+    )
+    write_json(
+        args.out,
+        {
+            "batch_size": args.batch_size,
+            "seconds": args.seconds,
+            "threads": args.threads,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="speechbrain-ssv quickstart")
     parser.add_argument("--data_folder", default="data/minivox")
     parser.add_argument("--output_folder", default="results/quickstart")
-    parser.add_argument("--size", default="default", choices=["tiny", "default"])
-    parser.add_argument("--hparams", default=os.path.join(SUPERVISED, "hparams", "ecapa_minivox.yaml"))
+    parser.add_argument(
+        "--size", default="default", choices=["tiny", "default"]
+    )
+    parser.add_argument(
+        "--hparams",
+        default=os.path.join(SUPERVISED, "hparams", "ecapa_minivox.yaml"),
+    )
     parser.add_argument("--workers", type=int, default=2)
     # Anything else (--number_of_epochs 2, ...) is passed to the training recipe.
     args, train_overrides = parser.parse_known_args(argv)
@@ -67,16 +72,25 @@ def main(argv=None):
 
     t0 = time.time()
     timings = {}
-    print(f"[1/4] generating the minivox corpus ({args.size}) in {args.data_folder}")
+    print(
+        f"[1/4] generating the minivox corpus ({args.size}) in {args.data_folder}"
+    )
     generate_minivox(args.data_folder, size=args.size, workers=args.workers)
     timings["corpus_s"] = time.time() - t0
 
-    print("[2/4] training the supervised small ECAPA-TDNN (resumes if interrupted)")
+    print(
+        "[2/4] training the supervised small ECAPA-TDNN (resumes if interrupted)"
+    )
     train_out = os.path.join(args.output_folder, "supervised")
     t1 = time.time()
     cmd = [
-        sys.executable, os.path.join(SUPERVISED, "train.py"), args.hparams,
-        "--data_folder", args.data_folder, "--output_folder", train_out,
+        sys.executable,
+        os.path.join(SUPERVISED, "train.py"),
+        args.hparams,
+        "--data_folder",
+        args.data_folder,
+        "--output_folder",
+        train_out,
         *train_overrides,
     ]
     subprocess.run(cmd, check=True)
@@ -85,30 +99,52 @@ def main(argv=None):
     print("[3/4] baselines on the same trials")
     hp = load_hparams(
         args.hparams,
-        {"data_folder": args.data_folder, "output_folder": train_out,
-         **_overrides_dict(train_overrides, args.hparams)},
+        {
+            "data_folder": args.data_folder,
+            "output_folder": train_out,
+            **_overrides_dict(train_overrides, args.hparams),
+        },
     )
     utts = utt_to_wav_from_csv(hp["test_annotation"])
     trials = hp["verification_file"]
     rows = []
     mfcc = MFCCMeanEncoder().eval()
-    rows.append(("MFCC mean + cosine", evaluate_verification(
-        lambda w, lens: mfcc(w, lens), utts, trials,
-        os.path.join(args.output_folder, "mfcc_mean"), model_tag="mfcc-mean",
-    )))
+    rows.append(
+        (
+            "MFCC mean + cosine",
+            evaluate_verification(
+                lambda w, lens: mfcc(w, lens),
+                utts,
+                trials,
+                os.path.join(args.output_folder, "mfcc_mean"),
+                model_tag="mfcc-mean",
+            ),
+        )
+    )
     # Same architecture and seed as the trained model, before any update.
     torch.manual_seed(hp["seed"])
-    enc = {k: hp[k].eval() for k in ("compute_features", "mean_var_norm", "embedding_model")}
+    enc = {
+        k: hp[k].eval()
+        for k in ("compute_features", "mean_var_norm", "embedding_model")
+    }
 
     @torch.no_grad()
     def untrained(wavs, lens):
         feats = enc["mean_var_norm"](enc["compute_features"](wavs), lens)
         return enc["embedding_model"](feats, lens).squeeze(1)
 
-    rows.append(("ECAPA-TDNN untrained", evaluate_verification(
-        untrained, utts, trials, os.path.join(args.output_folder, "untrained"),
-        model_tag=f"untrained-seed{hp['seed']}",
-    )))
+    rows.append(
+        (
+            "ECAPA-TDNN untrained",
+            evaluate_verification(
+                untrained,
+                utts,
+                trials,
+                os.path.join(args.output_folder, "untrained"),
+                model_tag=f"untrained-seed{hp['seed']}",
+            ),
+        )
+    )
     import json
 
     with open(os.path.join(train_out, "results.json")) as f:
@@ -139,8 +175,12 @@ def main(argv=None):
     write_text(os.path.join(args.output_folder, "results.md"), summary)
     write_json(
         os.path.join(args.output_folder, "results.json"),
-        {"rows": dict(rows), "verify_files": {"same": s_same, "different": s_diff},
-         "timings_s": timings, "export_folder": export},
+        {
+            "rows": dict(rows),
+            "verify_files": {"same": s_same, "different": s_diff},
+            "timings_s": timings,
+            "export_folder": export,
+        },
     )
     print("\n" + summary)
 
@@ -169,7 +209,10 @@ def _example_pairs(trial_path, utts):
     with open(trial_path) as f:
         for line in f:
             label, a, b = line.split()
-            pair = (utts[a.removesuffix(".wav")][0], utts[b.removesuffix(".wav")][0])
+            pair = (
+                utts[a.removesuffix(".wav")][0],
+                utts[b.removesuffix(".wav")][0],
+            )
             if label == "1" and same is None:
                 same = pair
             elif label == "0" and diff is None:

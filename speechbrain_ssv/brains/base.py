@@ -257,7 +257,8 @@ class VerificationBrain(sb.Brain):
             for name, module in self.modules.items():
                 if any(p.requires_grad for p in module.parameters()):
                     self.modules[name] = DistributedDataParallel(
-                        module, find_unused_parameters=self.find_unused_parameters
+                        module,
+                        find_unused_parameters=self.find_unused_parameters,
                     )
             return
         super()._wrap_distributed()

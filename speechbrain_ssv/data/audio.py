@@ -53,10 +53,13 @@ def audio_info(path, expected_sr=16000):
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioFileError(
-            path, f"is not a readable audio file (corrupt or unsupported: {err})"
+            path,
+            f"is not a readable audio file (corrupt or unsupported: {err})",
         ) from None
     if info.frames <= 0:
-        raise AudioFileError(path, "is empty (0 samples); expected speech audio")
+        raise AudioFileError(
+            path, "is empty (0 samples); expected speech audio"
+        )
     if expected_sr is not None and info.samplerate != expected_sr:
         raise AudioFileError(
             path,

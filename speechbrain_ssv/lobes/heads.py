@@ -286,7 +286,9 @@ class AngularScale(torch.nn.Module):
     tensor([[ 5., -5.]], grad_fn=<AddBackward0>)
     """
 
-    def __init__(self, init_scale=10.0, init_bias=-5.0, learnable=True, min_scale=1e-6):
+    def __init__(
+        self, init_scale=10.0, init_bias=-5.0, learnable=True, min_scale=1e-6
+    ):
         super().__init__()
         self.min_scale = min_scale
         scale = torch.tensor(float(init_scale))

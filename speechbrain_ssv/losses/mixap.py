@@ -132,7 +132,9 @@ def imix_targets(partner, lam, n_columns=None, offset=0):
     """
     n = partner.shape[0]
     n_columns = n if n_columns is None else n_columns
-    lam = torch.as_tensor(lam, dtype=torch.float32, device=partner.device).expand(n)
+    lam = torch.as_tensor(
+        lam, dtype=torch.float32, device=partner.device
+    ).expand(n)
     rows = torch.arange(n, device=partner.device)
     targets = torch.zeros(n, n_columns, device=partner.device)
     targets.index_put_((rows, rows + offset), lam, accumulate=True)
@@ -169,11 +171,15 @@ def imix_loss(logits, partner, lam, offset=0):
     >>> bool(torch.isclose(imix_loss(logits, partner, torch.ones(4)), angular_prototypical_loss(logits)))
     True
     """
-    targets = imix_targets(partner, lam, logits.shape[1], offset).to(logits.dtype)
+    targets = imix_targets(partner, lam, logits.shape[1], offset).to(
+        logits.dtype
+    )
     return soft_target_cross_entropy(logits, targets)
 
 
-def sample_lambda(n, alpha, per_sample=True, fold=False, generator=None, device=None):
+def sample_lambda(
+    n, alpha, per_sample=True, fold=False, generator=None, device=None
+):
     """Mixing weights ``lam ~ Beta(alpha, alpha)``.
 
     Arguments
@@ -245,7 +251,9 @@ def random_partner(n, generator=None, device=None):
     (True, [0, 1, 2, 3, 4])
     """
     if n < 2:
-        raise ValueError(f"i-mix needs a batch of at least 2 utterances, got {n}")
+        raise ValueError(
+            f"i-mix needs a batch of at least 2 utterances, got {n}"
+        )
     order = torch.randperm(n, generator=generator)
     partner = torch.empty(n, dtype=torch.long)
     partner[order] = torch.roll(order, -1)
@@ -278,7 +286,9 @@ def mix(x, partner, lam):
     tensor([[2.5000],
             [3.0000]])
     """
-    lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device).expand(x.shape[0])
+    lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device).expand(
+        x.shape[0]
+    )
     lam = lam.reshape(-1, *([1] * (x.dim() - 1)))
     return lam * x + (1 - lam) * x[partner]
 
@@ -306,7 +316,10 @@ def gather_with_grad(x):
     (torch.Size([2, 3]), 0)
     """
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if (
+        not (dist.is_available() and dist.is_initialized())
+        or dist.get_world_size() == 1
+    ):
         return x, 0
     import torch.distributed.nn.functional as dist_fn
 

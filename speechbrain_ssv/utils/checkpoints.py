@@ -102,7 +102,9 @@ class AtomicCheckpointer(Checkpointer):
             # The partial name must not end in ".ckpt": SpeechBrain lists every
             # "*.ckpt" of a folder as a parameter file.
             partial = ckpt_dir / f"{key}{PARAMFILE_EXT}{_PARTIAL_SUFFIX}"
-            hook = self.custom_save_hooks.get(key) or get_default_hook(obj, DEFAULT_SAVE_HOOKS)
+            hook = self.custom_save_hooks.get(key) or get_default_hook(
+                obj, DEFAULT_SAVE_HOOKS
+            )
             if hook is None:
                 raise RuntimeError(
                     f"AtomicCheckpointer: don't know how to save recoverable '{key}' of type "
@@ -119,7 +121,9 @@ class AtomicCheckpointer(Checkpointer):
         if not if_main_process():
             return None
         tmp_meta = ckpt_dir / (METAFNAME + _PARTIAL_SUFFIX)
-        saved_meta = self._save_checkpoint_metafile(tmp_meta, meta, end_of_epoch)
+        saved_meta = self._save_checkpoint_metafile(
+            tmp_meta, meta, end_of_epoch
+        )
         os.replace(tmp_meta, ckpt_dir / METAFNAME)
         ckpt_type = "end-of-epoch" if end_of_epoch else "intra-epoch"
         logger.log(verbosity, f"Saved an {ckpt_type} checkpoint in {ckpt_dir}")
@@ -131,6 +135,12 @@ class AtomicCheckpointer(Checkpointer):
         if not root.is_dir():
             return
         for path in root.iterdir():
-            if path.is_dir() and path.name.startswith(CKPT_PREFIX) and not (path / METAFNAME).exists():
-                logger.warning(f"Removing interrupted checkpoint save {path} (no {METAFNAME}).")
+            if (
+                path.is_dir()
+                and path.name.startswith(CKPT_PREFIX)
+                and not (path / METAFNAME).exists()
+            ):
+                logger.warning(
+                    f"Removing interrupted checkpoint save {path} (no {METAFNAME})."
+                )
                 shutil.rmtree(path, ignore_errors=True)

@@ -59,7 +59,9 @@ def load_hparams(hparams_file, overrides=None, required=()):
                 f"unknown hparams key '{key}' (overrides must name keys of "
                 f"the file; it has: {', '.join(sorted(known))})",
             ) from None
-        raise HparamsError(hparams_file, f"reference to a missing key: {msg}") from None
+        raise HparamsError(
+            hparams_file, f"reference to a missing key: {msg}"
+        ) from None
     except ValueError as err:
         if "PLACEHOLDER" in str(err) or "placeholder" in str(err).lower():
             raise HparamsError(
@@ -70,13 +72,20 @@ def load_hparams(hparams_file, overrides=None, required=()):
         raise HparamsError(hparams_file, str(err)) from None
     missing = [k for k in required if k not in hparams]
     if missing:
-        raise HparamsError(hparams_file, f"missing required key(s): {', '.join(missing)}")
+        raise HparamsError(
+            hparams_file, f"missing required key(s): {', '.join(missing)}"
+        )
     return hparams
 
 
 def _top_level_keys(text):
     keys = []
     for line in text.splitlines():
-        if line and not line[0].isspace() and not line.startswith("#") and ":" in line:
+        if (
+            line
+            and not line[0].isspace()
+            and not line.startswith("#")
+            and ":" in line
+        ):
             keys.append(line.split(":", 1)[0].strip())
     return keys

@@ -46,7 +46,9 @@ def atomic_path(path):
     base = os.path.basename(path)
     # Keep the real extension last: soundfile picks the format from it.
     stem, ext = os.path.splitext(base)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder
+    )
     os.close(fd)
     try:
         yield tmp

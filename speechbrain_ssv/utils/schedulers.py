@@ -32,7 +32,9 @@ class StepSchedule:
         float
             The learning rate.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define lr_at(step)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must define lr_at(step)"
+        )
 
     def __call__(self, optimizer, step):
         """Set every param group's learning rate for step ``step``.
@@ -87,7 +89,9 @@ class WarmupCosineScheduler(StepSchedule):
     0.0
     """
 
-    def __init__(self, lr, warmup_steps, total_steps, final_lr=1e-5, start_lr=0.0):
+    def __init__(
+        self, lr, warmup_steps, total_steps, final_lr=1e-5, start_lr=0.0
+    ):
         if total_steps <= warmup_steps:
             raise ValueError(
                 f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
@@ -112,9 +116,13 @@ class WarmupCosineScheduler(StepSchedule):
             The learning rate.
         """
         if step < self.warmup_steps:
-            return self.start_lr + (self.lr - self.start_lr) * step / self.warmup_steps
+            return (
+                self.start_lr
+                + (self.lr - self.start_lr) * step / self.warmup_steps
+            )
         progress = min(
-            1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+            1.0,
+            (step - self.warmup_steps) / (self.total_steps - self.warmup_steps),
         )
         cos = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.final_lr + (self.lr - self.final_lr) * cos
@@ -148,7 +156,9 @@ class EpochDecayScheduler(StepSchedule):
 
     def __init__(self, lr, gamma, steps_per_epoch, final_lr=0.0):
         if steps_per_epoch <= 0:
-            raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
+            raise ValueError(
+                f"steps_per_epoch must be > 0, got {steps_per_epoch}"
+            )
         self.lr = lr
         self.gamma = gamma
         self.steps_per_epoch = int(steps_per_epoch)
@@ -167,7 +177,10 @@ class EpochDecayScheduler(StepSchedule):
         float
             The learning rate.
         """
-        return max(self.final_lr, self.lr * self.gamma ** (step // self.steps_per_epoch))
+        return max(
+            self.final_lr,
+            self.lr * self.gamma ** (step // self.steps_per_epoch),
+        )
 
 
 class CosineRestartScheduler(StepSchedule):

@@ -22,7 +22,9 @@ def _run(script, config, corpus, out, *extra):
     cmd = [sys.executable, os.path.join(RECIPE, script), os.path.join(RECIPE, "hparams", config),
            "--data_folder", corpus, "--output_folder", str(out), *extra]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO)
-    return subprocess.run(cmd, env=env, cwd=REPO, timeout=900, capture_output=True, text=True)
+    return subprocess.run(
+        cmd, env=env, cwd=REPO, timeout=900, capture_output=True, text=True
+    )
 
 
 def _check(proc):
@@ -32,7 +34,17 @@ def _check(proc):
 @pytest.fixture(scope="module")
 def imix_run(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("imix")
-    _check(_run("train.py", "i_ap_minivox.yaml", tiny_corpus, out, *SMALL, "--mix_alpha", "0.5"))
+    _check(
+        _run(
+            "train.py",
+            "i_ap_minivox.yaml",
+            tiny_corpus,
+            out,
+            *SMALL,
+            "--mix_alpha",
+            "0.5",
+        )
+    )
     return out
 
 
@@ -40,13 +52,27 @@ def test_imix_outputs_and_export(imix_run, tmp_path):
     from speechbrain.inference.speaker import EncoderClassifier
 
     log = open(os.path.join(imix_run, "train_log.txt")).read()
-    for stat in ("epoch: 1", "anchor_acc", "ap_scale", "train EER", "final verification"):
+    for stat in (
+        "epoch: 1",
+        "anchor_acc",
+        "ap_scale",
+        "train EER",
+        "final verification",
+    ):
         assert stat in log, stat
     res = json.load(open(os.path.join(imix_run, "results.json")))
-    assert 0.0 <= res["metrics"]["eer"] <= 1.0 and res["metrics"]["n_trials"] > 0
-    model = EncoderClassifier.from_hparams(source=res["export_folder"], savedir=str(tmp_path))
-    ckpt = json.load(open(os.path.join(res["export_folder"], "export_info.json")))["checkpoint"]
-    trained = torch.load(os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu")
+    assert (
+        0.0 <= res["metrics"]["eer"] <= 1.0 and res["metrics"]["n_trials"] > 0
+    )
+    model = EncoderClassifier.from_hparams(
+        source=res["export_folder"], savedir=str(tmp_path)
+    )
+    ckpt = json.load(
+        open(os.path.join(res["export_folder"], "export_info.json"))
+    )["checkpoint"]
+    trained = torch.load(
+        os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu"
+    )
     loaded = model.mods.embedding_model.state_dict()
     assert loaded.keys() == trained.keys()
     assert all(torch.equal(v, loaded[k]) for k, v in trained.items())

@@ -33,7 +33,9 @@ def _run(corpus, out, *extra):
            "--data_folder", corpus, "--output_folder", str(out), *TINY, *extra]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO)
     start = time.time()
-    proc = subprocess.run(cmd, env=env, cwd=REPO, timeout=900, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd, env=env, cwd=REPO, timeout=900, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, time.time() - start
 
@@ -50,8 +52,13 @@ def test_all_stages_and_rounds(run):
     res = json.load(open(os.path.join(out, "results.json")))
     assert [r["round"] for r in res["rounds"]] == [1, 2]
     for r in res["rounds"]:
-        assert 0.0 <= r["clustering"]["acc"] <= 1.0 and r["clustering"]["clusters_used"] >= 2
-        assert 0.0 <= r["metrics"]["eer"] <= 1.0 and r["metrics"]["n_trials"] > 0
+        assert (
+            0.0 <= r["clustering"]["acc"] <= 1.0
+            and r["clustering"]["clusters_used"] >= 2
+        )
+        assert (
+            0.0 <= r["metrics"]["eer"] <= 1.0 and r["metrics"]["n_trials"] > 0
+        )
     assert res["metrics"] == res["rounds"][1]["metrics"]
     root = os.path.join(out, "pseudolabel")
     for name in ("round1/representations/features.npy", "round1/representations/extractor.ckpt",
@@ -61,7 +68,9 @@ def test_all_stages_and_rounds(run):
                  "round2/train/verification/final/metrics.json"):  # fmt: skip
         assert os.path.isfile(os.path.join(root, name)), name
     # Round 2 clusters the 192-dim embeddings of round 1's encoder.
-    info = json.load(open(os.path.join(root, "round2", "representations", "stage.json")))
+    info = json.load(
+        open(os.path.join(root, "round2", "representations", "stage.json"))
+    )
     assert info["info"]["dim"] == 192 and info["opts"]["kind"] == "encoder"
     log = open(os.path.join(out, "train_log.txt")).read()
     assert "clustering epoch: 4" in log and "round: 2, clustering: ours" in log
@@ -69,12 +78,23 @@ def test_all_stages_and_rounds(run):
 
 def test_stage3_trains_on_pseudo_labels_only(run):
     out, _ = run
-    pl = os.path.join(out, "pseudolabel", "round1", "clustering_ours", "pseudo_train.csv")
+    pl = os.path.join(
+        out, "pseudolabel", "round1", "clustering_ours", "pseudo_train.csv"
+    )
     with open(pl, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows and set(rows[0]) == {"ID", "duration", "wav", "start", "stop", "spk_id"}
+    assert rows and set(rows[0]) == {
+        "ID",
+        "duration",
+        "wav",
+        "start",
+        "stop",
+        "spk_id",
+    }
     assert all(r["spk_id"].startswith("pl_") for r in rows)
-    classes = open(os.path.join(out, "pseudolabel", "round1", "train", "label_encoder.txt")).read()
+    classes = open(
+        os.path.join(out, "pseudolabel", "round1", "train", "label_encoder.txt")
+    ).read()
     assert "pl_0000" in classes and "'id0" not in classes
 
 
@@ -83,10 +103,16 @@ def test_export_loads(run, tmp_path):
 
     out, _ = run
     res = json.load(open(os.path.join(out, "results.json")))
-    model = EncoderClassifier.from_hparams(source=res["export_folder"], savedir=str(tmp_path))
-    ckpt = json.load(open(os.path.join(res["export_folder"], "export_info.json")))["checkpoint"]
+    model = EncoderClassifier.from_hparams(
+        source=res["export_folder"], savedir=str(tmp_path)
+    )
+    ckpt = json.load(
+        open(os.path.join(res["export_folder"], "export_info.json"))
+    )["checkpoint"]
     assert "round2" in ckpt
-    trained = torch.load(os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu")
+    trained = torch.load(
+        os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu"
+    )
     loaded = model.mods.embedding_model.state_dict()
     assert loaded.keys() == trained.keys()
     assert all(torch.equal(v, loaded[k]) for k, v in trained.items())
@@ -95,7 +121,11 @@ def test_export_loads(run, tmp_path):
 
 def test_rerun_skips_finished_stages(run, tiny_corpus):
     out, first = run
-    stamp = os.stat(os.path.join(out, "pseudolabel", "round1", "representations", "features.npy")).st_mtime_ns
+    stamp = os.stat(
+        os.path.join(
+            out, "pseudolabel", "round1", "representations", "features.npy"
+        )
+    ).st_mtime_ns
     proc, seconds = _run(tiny_corpus, out)
     text = proc.stdout + proc.stderr
     assert "Going into epoch" not in text

@@ -20,8 +20,12 @@ def test_mfcc_mean_on_an4(an4_dev, tmp_path):
     }
     enc = MFCCMeanEncoder().eval()
     metrics = evaluate_verification(
-        lambda w, lens: enc(w, lens), utts, trial_path, str(tmp_path / "out"),
-        model_tag="mfcc-mean", progress=False,
+        lambda w, lens: enc(w, lens),
+        utts,
+        trial_path,
+        str(tmp_path / "out"),
+        model_tag="mfcc-mean",
+        progress=False,
     )
     assert metrics["n_trials"] == len(trials)
     # Chance is 50 %; clean read speech is easy for channel-free MFCC stats.

@@ -15,15 +15,29 @@ import yaml
 from tests.conftest import REPO
 
 TRAIN = os.path.join(REPO, "recipes", "VoxCeleb", "Supervised", "train.py")
-HPARAMS = os.path.join(REPO, "recipes", "VoxCeleb", "Supervised", "hparams", "ecapa_minivox.yaml")
+HPARAMS = os.path.join(
+    REPO, "recipes", "VoxCeleb", "Supervised", "hparams", "ecapa_minivox.yaml"
+)
 pytestmark = pytest.mark.slow
 
 
 def _cmd(corpus, out, *extra):
     return [
-        sys.executable, TRAIN, HPARAMS, "--data_folder", corpus, "--output_folder", str(out),
-        "--batch_size", "8", "--steps_per_epoch", "6", "--sentence_len", "1.5",
-        "--noprogressbar", *extra,
+        sys.executable,
+        TRAIN,
+        HPARAMS,
+        "--data_folder",
+        corpus,
+        "--output_folder",
+        str(out),
+        "--batch_size",
+        "8",
+        "--steps_per_epoch",
+        "6",
+        "--sentence_len",
+        "1.5",
+        "--noprogressbar",
+        *extra,
     ]
 
 
@@ -36,17 +50,32 @@ def _env():
 def trained(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("supervised")
     subprocess.run(
-        _cmd(tiny_corpus, out, "--number_of_epochs", "2", "--verify_every", "1"),
-        check=True, env=_env(), cwd=REPO, timeout=900,
+        _cmd(
+            tiny_corpus, out, "--number_of_epochs", "2", "--verify_every", "1"
+        ),
+        check=True,
+        env=_env(),
+        cwd=REPO,
+        timeout=900,
     )
     return out
 
 
 def test_recipe_outputs(trained):
-    for name in ("train_log.txt", "log.txt", "hyperparams.yaml", "env.log", "results.json",
-                 "save/train.csv", "save/label_encoder.txt", "save/veri_test2.txt",
-                 "verification/final/scores.txt", "verification/final/det.png",
-                 "verification/final/metrics.json", "verification/epoch1/metrics.json"):
+    for name in (
+        "train_log.txt",
+        "log.txt",
+        "hyperparams.yaml",
+        "env.log",
+        "results.json",
+        "save/train.csv",
+        "save/label_encoder.txt",
+        "save/veri_test2.txt",
+        "verification/final/scores.txt",
+        "verification/final/det.png",
+        "verification/final/metrics.json",
+        "verification/epoch1/metrics.json",
+    ):
         assert os.path.isfile(os.path.join(trained, name)), name
     log = open(os.path.join(trained, "train_log.txt")).read()
     assert "epoch: 2" in log and "valid EER" in log
@@ -59,9 +88,15 @@ def test_export_loads_and_verifies(trained, tmp_path):
     from speechbrain.inference.speaker import SpeakerRecognition
 
     res = json.load(open(os.path.join(trained, "results.json")))
-    model = SpeakerRecognition.from_hparams(source=res["export_folder"], savedir=str(tmp_path))
-    ckpt = json.load(open(os.path.join(res["export_folder"], "export_info.json")))["checkpoint"]
-    saved = torch.load(os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu")
+    model = SpeakerRecognition.from_hparams(
+        source=res["export_folder"], savedir=str(tmp_path)
+    )
+    ckpt = json.load(
+        open(os.path.join(res["export_folder"], "export_info.json"))
+    )["checkpoint"]
+    saved = torch.load(
+        os.path.join(ckpt, "embedding_model.ckpt"), map_location="cpu"
+    )
     loaded = model.mods.embedding_model.state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in saved.items())
     test_csv = os.path.join(trained, "save", "test.csv")
@@ -73,7 +108,11 @@ def test_export_loads_and_verifies(trained, tmp_path):
 def test_unknown_hparams_key_fails_clearly(tiny_corpus, tmp_path):
     proc = subprocess.run(
         _cmd(tiny_corpus, tmp_path / "o", "--bacth_size", "4"),
-        env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "unknown hparams key 'bacth_size'" in proc.stderr
@@ -93,14 +132,36 @@ def _intra_epoch_ckpt(save):
 
 def test_kill_mid_epoch_then_resume(tiny_corpus, tmp_path):
     out = tmp_path / "resume"
-    cmd = _cmd(tiny_corpus, out, "--number_of_epochs", "1", "--warmup_epochs", "0", "--verify_every", "0",
-               "--ckpt_interval_minutes", "0", "--ckpt_interval_steps", "2", "--export_folder", "")
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = _cmd(
+        tiny_corpus,
+        out,
+        "--number_of_epochs",
+        "1",
+        "--warmup_epochs",
+        "0",
+        "--verify_every",
+        "0",
+        "--ckpt_interval_minutes",
+        "0",
+        "--ckpt_interval_steps",
+        "2",
+        "--export_folder",
+        "",
+    )
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(),
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     try:
         while _intra_epoch_ckpt(out / "save") is None:
-            assert proc.poll() is None, "training ended before an intra-epoch checkpoint"
+            assert proc.poll() is None, (
+                "training ended before an intra-epoch checkpoint"
+            )
             assert time.time() < deadline
             time.sleep(0.5)
     finally:

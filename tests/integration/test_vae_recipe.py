@@ -141,7 +141,9 @@ def test_lap_trains_on_the_frozen_exported_vae(vae_run, tiny_corpus, tmp_path):
     # The VAE is frozen: the copy checkpointed with the l-AP run equals the export.
     saves = [d for d in os.listdir(run / "save") if d.startswith("CKPT+")]
     exported = torch.load(vae_path, map_location="cpu")
-    trained = torch.load(run / "save" / saves[0] / "vae.ckpt", map_location="cpu")
+    trained = torch.load(
+        run / "save" / saves[0] / "vae.ckpt", map_location="cpu"
+    )
     assert exported.keys() == trained.keys()
     assert all(torch.equal(v, trained[k]) for k, v in exported.items())
 

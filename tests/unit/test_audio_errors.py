@@ -12,7 +12,9 @@ from speechbrain_ssv.utils.io import write_wav
 def test_corrupt_wav(tmp_path):
     p = tmp_path / "corrupt.wav"
     p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage that is not audio")
-    with pytest.raises(AudioFileError, match="corrupt.wav.*not a readable audio file"):
+    with pytest.raises(
+        AudioFileError, match="corrupt.wav.*not a readable audio file"
+    ):
         read_audio_checked(str(p))
 
 
@@ -26,7 +28,9 @@ def test_empty_wav(tmp_path):
 def test_wrong_sample_rate(tmp_path):
     p = tmp_path / "sr8k.wav"
     write_wav(str(p), np.zeros(800), 8000)
-    with pytest.raises(AudioFileError, match="sr8k.wav.*8000 Hz; expected 16000"):
+    with pytest.raises(
+        AudioFileError, match="sr8k.wav.*8000 Hz; expected 16000"
+    ):
         read_audio_checked(str(p))
 
 

@@ -28,7 +28,12 @@ class _Dies:
 
 def _checkpointer(folder, model, dies):
     ck = AtomicCheckpointer(folder, recoverables={"model": model})
-    ck.add_recoverable("zz_last", dies, custom_save_hook=_Dies.save, custom_load_hook=_Dies.load)
+    ck.add_recoverable(
+        "zz_last",
+        dies,
+        custom_save_hook=_Dies.save,
+        custom_load_hook=_Dies.load,
+    )
     return ck
 
 
@@ -45,7 +50,9 @@ def test_interrupted_save_is_invisible_and_cleaned(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         ck.save_checkpoint(meta={"step": 2})
     folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
-    assert len(folders) == 2, "the interrupted save left its folder (as a real kill would)"
+    assert len(folders) == 2, (
+        "the interrupted save left its folder (as a real kill would)"
+    )
 
     # A fresh process (new objects) resumes from the last complete checkpoint.
     model2 = torch.nn.Linear(3, 3)
@@ -56,14 +63,22 @@ def test_interrupted_save_is_invisible_and_cleaned(tmp_path):
 
     # The next save removes the leftover folder.
     ck2.save_checkpoint(meta={"step": 3})
-    metas = sorted(yaml.safe_load((p / "CKPT.yaml").read_text())["step"] for p in tmp_path.iterdir())
+    metas = sorted(
+        yaml.safe_load((p / "CKPT.yaml").read_text())["step"]
+        for p in tmp_path.iterdir()
+    )
     assert metas == [1, 3]
 
 
 def test_no_partial_files_left(tmp_path):
-    ck = AtomicCheckpointer(tmp_path, recoverables={"model": torch.nn.Linear(2, 2)})
+    ck = AtomicCheckpointer(
+        tmp_path, recoverables={"model": torch.nn.Linear(2, 2)}
+    )
     ckpt = ck.save_checkpoint()
-    assert sorted(p.name for p in ckpt.path.iterdir()) == ["CKPT.yaml", "model.ckpt"]
+    assert sorted(p.name for p in ckpt.path.iterdir()) == [
+        "CKPT.yaml",
+        "model.ckpt",
+    ]
 
 
 def test_recipes_use_atomic_checkpointer():
@@ -72,4 +87,6 @@ def test_recipes_use_atomic_checkpointer():
     for path in yamls:
         text = path.read_text()
         if "checkpointer:" in text:
-            assert "speechbrain_ssv.utils.checkpoints.AtomicCheckpointer" in text, path
+            assert (
+                "speechbrain_ssv.utils.checkpoints.AtomicCheckpointer" in text
+            ), path

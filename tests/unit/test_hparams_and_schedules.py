@@ -12,7 +12,9 @@ from speechbrain_ssv.utils.schedulers import WarmupCosineScheduler
 def test_unknown_key_is_named(tmp_path):
     p = tmp_path / "h.yaml"
     p.write_text("lr: 0.1\nbatch_size: 4\n")
-    with pytest.raises(HparamsError, match=r"h.yaml: unknown hparams key 'bacth_size'"):
+    with pytest.raises(
+        HparamsError, match=r"h.yaml: unknown hparams key 'bacth_size'"
+    ):
         load_hparams(str(p), {"bacth_size": 8})
 
 
@@ -33,7 +35,9 @@ def test_required_key(tmp_path):
 
 
 def test_warmup_cosine_formula():
-    s = WarmupCosineScheduler(lr=0.2, warmup_steps=10, total_steps=60, final_lr=1e-5)
+    s = WarmupCosineScheduler(
+        lr=0.2, warmup_steps=10, total_steps=60, final_lr=1e-5
+    )
     assert s.lr_at(0) == 0.0
     assert s.lr_at(10) == pytest.approx(0.2)
     mid = 1e-5 + (0.2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.3))

@@ -31,7 +31,9 @@ def test_ap_loss_equals_hand_computation():
     )
     logits = cosine_logits(q, a, w, b)
     assert torch.allclose(logits, torch.tensor(s))
-    assert math.isclose(float(angular_prototypical_loss(logits)), hand, rel_tol=1e-6)
+    assert math.isclose(
+        float(angular_prototypical_loss(logits)), hand, rel_tol=1e-6
+    )
 
 
 def test_ap_loss_with_gathered_anchor_offset():
@@ -45,7 +47,10 @@ def test_imix_with_lambda_one_equals_ap():
     torch.manual_seed(0)
     logits = torch.randn(6, 6)
     partner = random_partner(6, torch.Generator().manual_seed(1))
-    assert torch.isclose(imix_loss(logits, partner, torch.ones(6)), angular_prototypical_loss(logits))
+    assert torch.isclose(
+        imix_loss(logits, partner, torch.ones(6)),
+        angular_prototypical_loss(logits),
+    )
     # ... and lambda = 0 is AP towards the partner's anchor.
     ref = torch.nn.functional.cross_entropy(logits, partner)
     assert torch.isclose(imix_loss(logits, partner, torch.zeros(6)), ref)
@@ -63,17 +68,27 @@ def test_imix_loss_is_the_lambda_weighted_sum_of_two_cross_entropies():
 
 
 def test_soft_target_cross_entropy_hand_value():
-    logits = torch.tensor([[math.log(1.0), math.log(3.0)]])  # softmax = [0.25, 0.75]
+    logits = torch.tensor(
+        [[math.log(1.0), math.log(3.0)]]
+    )  # softmax = [0.25, 0.75]
     targets = torch.tensor([[0.4, 0.6]])
     hand = -(0.4 * math.log(0.25) + 0.6 * math.log(0.75))
-    assert math.isclose(float(soft_target_cross_entropy(logits, targets)), hand, rel_tol=1e-6)
+    assert math.isclose(
+        float(soft_target_cross_entropy(logits, targets)), hand, rel_tol=1e-6
+    )
     # One-hot targets give the usual cross-entropy.
     onehot = torch.tensor([[0.0, 1.0]])
-    assert math.isclose(float(soft_target_cross_entropy(logits, onehot)), -math.log(0.75), rel_tol=1e-6)
+    assert math.isclose(
+        float(soft_target_cross_entropy(logits, onehot)),
+        -math.log(0.75),
+        rel_tol=1e-6,
+    )
 
 
 def test_imix_targets_rows_sum_to_one_and_offset():
-    t = imix_targets(torch.tensor([1, 0]), torch.tensor([0.6, 0.3]), n_columns=6, offset=2)
+    t = imix_targets(
+        torch.tensor([1, 0]), torch.tensor([0.6, 0.3]), n_columns=6, offset=2
+    )
     assert torch.allclose(t.sum(-1), torch.ones(2))
     assert torch.allclose(t[0, 2:4], torch.tensor([0.6, 0.4]))
     assert torch.allclose(t[1, 2:4], torch.tensor([0.7, 0.3]))
@@ -86,7 +101,9 @@ def test_mix_is_convex_combination_with_partner():
     lam = torch.tensor([0.1, 0.3, 0.5, 0.7, 1.0])
     out = mix(x, partner, lam)
     for i in range(5):
-        assert torch.allclose(out[i], lam[i] * x[i] + (1 - lam[i]) * x[partner[i]])
+        assert torch.allclose(
+            out[i], lam[i] * x[i] + (1 - lam[i]) * x[partner[i]]
+        )
 
 
 def test_latent_mix_of_means():
@@ -128,11 +145,20 @@ def test_angular_scale_parameters_get_gradients_and_clamp():
     a = torch.randn(4, 8)
     loss = angular_prototypical_loss(head(q, a))
     loss.backward()
-    assert head.scale.grad is not None and head.bias.grad is not None and q.grad is not None
+    assert (
+        head.scale.grad is not None
+        and head.bias.grad is not None
+        and q.grad is not None
+    )
     with torch.no_grad():
         head.scale.fill_(-3.0)
     # A negative learnt scale is clamped, so similarities never change sign.
-    logits = head(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    logits = head(
+        torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    )
     assert float(logits[0, 0]) >= float(logits[0, 1])
     fixed = AngularScale(1.0, 0.0, learnable=False)
-    assert not list(fixed.parameters()) and set(fixed.state_dict()) == {"scale", "bias"}
+    assert not list(fixed.parameters()) and set(fixed.state_dict()) == {
+        "scale",
+        "bias",
+    }

@@ -50,7 +50,9 @@ def _manifest(folder, name, n, n_spk=3, wav_len=16000):
     for i in range(n):
         wav = os.path.join(folder, f"{name}{i}.wav")
         if not os.path.isfile(wav):
-            write_wav(wav, 0.1 * np.sin(np.arange(wav_len) * (0.05 + 0.01 * i)), 16000)
+            write_wav(
+                wav, 0.1 * np.sin(np.arange(wav_len) * (0.05 + 0.01 * i)), 16000
+            )
         utt = f"id{i % n_spk}/s{i}/{name}{i}"
         ids.append(utt)
         rows.append(f"{utt},1.0,{wav},0,{wav_len},id{i % n_spk},s{i},m\n")
@@ -205,10 +207,15 @@ def test_extract_ivectors_stage(tmp_path):
             "ubm_iter": 1, "split_iter": 1, "tv_iter": 1, "stats_batch_size": 4,
             "shard_size": 4}  # fmt: skip
     folder = tmp_path / "reps"
-    reps = extract_representations("ivector", [train], folder, ivector_options=opts)
+    reps = extract_representations(
+        "ivector", [train], folder, ivector_options=opts
+    )
     assert reps["features"].shape == (6, 3) and reps["ids"] == ids
     assert np.isfinite(reps["features"]).all()
-    assert sorted(os.listdir(folder / "shards_clean")) == ["shard_00000.pt", "shard_00001.pt"]
+    assert sorted(os.listdir(folder / "shards_clean")) == [
+        "shard_00000.pt",
+        "shard_00001.pt",
+    ]
     stamp = os.stat(folder / "features.npy").st_mtime_ns
     extract_representations("ivector", [train], folder, ivector_options=opts)
     assert os.stat(folder / "features.npy").st_mtime_ns == stamp
@@ -218,17 +225,24 @@ def test_extract_ivectors_stage(tmp_path):
     copy.write_bytes(open(train, "rb").read())
     extract_representations("ivector", [copy], folder, ivector_options=opts)
     assert os.stat(folder / "features.npy").st_mtime_ns == stamp
+
     # A second view from augmented audio, for the augmentation-based terms.
     def augment(sig, lens):
         return sig + 0.01 * torch.randn_like(sig), lens
 
     aug = extract_representations(
-        "ivector", [train], tmp_path / "reps_aug", ivector_options=opts, augment=augment
+        "ivector",
+        [train],
+        tmp_path / "reps_aug",
+        ivector_options=opts,
+        augment=augment,
     )
     assert aug["aug_features"].shape == (6, 3)
     assert not np.allclose(aug["aug_features"], aug["features"])
     with pytest.raises(HparamsError, match="unknown key"):
-        extract_representations("ivector", [train], folder, ivector_options={"rnak": 3})
+        extract_representations(
+            "ivector", [train], folder, ivector_options={"rnak": 3}
+        )
     with pytest.raises(HparamsError, match="encoder_source"):
         extract_representations("encoder", [train], folder)
 
@@ -271,7 +285,11 @@ def _fit(brain, x):
     brain.fit(
         brain.hparams.epoch_counter,
         clustering_dataset(x, vat_radii(x)),
-        train_loader_kwargs={"batch_size": 80, "shuffle": True, "drop_last": True},
+        train_loader_kwargs={
+            "batch_size": 80,
+            "shuffle": True,
+            "drop_last": True,
+        },
     )
 
 
@@ -287,12 +305,22 @@ def test_clustering_brain_separates_blobs(tmp_path):
     assert [h["epoch"] for h in hist] == list(range(1, 7))
     assert os.path.getsize(tmp_path / "fig3.png") > 0
     # The lr of the last epoch follows the per-epoch decay.
-    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.996**5)
+    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(
+        0.1 * 0.996**5
+    )
 
 
 def _state(brain):
-    out = {f"model.{k}": v.clone() for k, v in brain.modules.model.state_dict().items()}
-    out.update({f"marginal.{k}": v.clone() for k, v in brain.modules.marginal.state_dict().items()})
+    out = {
+        f"model.{k}": v.clone()
+        for k, v in brain.modules.model.state_dict().items()
+    }
+    out.update(
+        {
+            f"marginal.{k}": v.clone()
+            for k, v in brain.modules.marginal.state_dict().items()
+        }
+    )
     for i, s in enumerate(brain.optimizer.state.values()):
         out[f"opt{i}"] = s["momentum_buffer"].clone()
     return out
@@ -310,7 +338,9 @@ def test_clustering_brain_resumes_exactly(tmp_path):
     # The checkpoint restores what was saved, bit for bit.
     for k, v in first.modules.model.state_dict().items():
         assert torch.equal(v, resumed.modules.model.state_dict()[k]), k
-    assert torch.equal(first.modules.marginal.accumulator, resumed.modules.marginal.accumulator)
+    assert torch.equal(
+        first.modules.marginal.accumulator, resumed.modules.marginal.accumulator
+    )
     assert resumed.hparams.epoch_counter.current == 2
     _fit(resumed, x)
     assert resumed.optimizer_step == straight.optimizer_step
@@ -365,7 +395,12 @@ def test_separate_backward_gives_the_same_update():
             brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
         )
         loss.backward()
-        grads.append((float(loss.detach()), [p.grad.clone() for p in brain.modules.model.parameters()]))
+        grads.append(
+            (
+                float(loss.detach()),
+                [p.grad.clone() for p in brain.modules.model.parameters()],
+            )
+        )
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     for g1, g2 in zip(grads[0][1], grads[1][1]):
         assert torch.allclose(g1, g2, atol=1e-6)
@@ -381,13 +416,24 @@ def test_ablation_terms_run_and_are_logged():
         clustering_dataset(x, 0.1, aug),
         train_loader_kwargs={"batch_size": 40, "shuffle": True},
     )
-    assert {"imsat", "vat", "mixup", "supcon", "vicreg", "infonce", "aug"} <= set(brain._term_sums)
+    assert {
+        "imsat",
+        "vat",
+        "mixup",
+        "supcon",
+        "vicreg",
+        "infonce",
+        "aug",
+    } <= set(brain._term_sums)
     # A row of Table 1 with a single term that has its own forward pass.
     alone = _brain(x, None, epochs=1, imsat_weight=0.0, supcon_weight=0.0)
     before = [p.clone() for p in alone.modules.model.parameters()]
     _fit(alone, x)
     assert set(alone._term_sums) == {"mixup", "batch_clusters"}
-    assert any(not torch.equal(a, b) for a, b in zip(before, alone.modules.model.parameters()))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(before, alone.modules.model.parameters())
+    )
 
 
 def test_vat_radii_subset_estimate():
@@ -411,7 +457,9 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     with pytest.raises(HparamsError, match="clustering_method"):
         cluster_representations("kmeanz", x.numpy(), 4)
     with pytest.raises(HparamsError, match="unknown key"):
-        cluster_representations("ours", x.numpy(), 4, clustering_hparams={"epochs": 3})
+        cluster_representations(
+            "ours", x.numpy(), 4, clustering_hparams={"epochs": 3}
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -441,8 +489,12 @@ def _pl_brain(name):
     )  # fmt: skip
     modules = {
         "compute_features": Fbank(n_mels=8),
-        "mean_var_norm": InputNormalization(norm_type="sentence", std_norm=False),
-        "embedding_model": ECAPA_TDNN(8, channels=[8, 8, 8, 8, 24], attention_channels=4, lin_neurons=6),
+        "mean_var_norm": InputNormalization(
+            norm_type="sentence", std_norm=False
+        ),
+        "embedding_model": ECAPA_TDNN(
+            8, channels=[8, 8, 8, 8, 24], attention_channels=4, lin_neurons=6
+        ),
         "classifier": Classifier(6, out_neurons=3),
         "margin_losses": losses,
     }
@@ -461,7 +513,10 @@ def _batch():
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize("name,cls", [("aam", AAMSoftmax), ("ocsoftmax", OCSoftmax), ("adaface", AdaFace)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [("aam", AAMSoftmax), ("ocsoftmax", OCSoftmax), ("adaface", AdaFace)],
+)
 def test_pseudolabel_brain_selects_margin_loss(name, cls):
     brain = _pl_brain(name)
     assert type(brain.margin_loss()) is cls
@@ -490,7 +545,9 @@ def test_adaface_receives_embedding_norms():
     ada = _pl_brain("adaface")
     ada.modules.train()
     before = float(ada.modules.margin_losses["adaface"].running_mean)
-    ada.compute_objectives(ada.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN)
+    ada.compute_objectives(
+        ada.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+    )
     assert float(ada.modules.margin_losses["adaface"].running_mean) != before
 
 

@@ -11,9 +11,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 YAMLS = sorted(REPO.glob("recipes/**/hparams/*.yaml"))
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", YAMLS, ids=lambda p: f"{p.parent.parent.name}/{p.name}"
+)
 def test_recipe_yaml_loads(path, tmp_path):
-    hp = load_hparams(str(path), {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")})
+    hp = load_hparams(
+        str(path),
+        {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")},
+    )
     assert isinstance(hp["checkpointer"], AtomicCheckpointer)
     # Whatever is trained is also checkpointed (a resume must restore it).
     recoverables = set(hp["checkpointer"].recoverables)
@@ -22,4 +27,6 @@ def test_recipe_yaml_loads(path, tmp_path):
             "compute_features",
             "mean_var_norm",
         ):
-            assert name in recoverables, f"{path.name}: module {name} is not checkpointed"
+            assert name in recoverables, (
+                f"{path.name}: module {name} is not checkpointed"
+            )

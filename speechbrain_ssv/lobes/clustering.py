@@ -83,25 +83,32 @@ class ClusteringMLP(torch.nn.Module):
         self.input_dim = input_dim
         self.n_clusters = n_clusters
 
-    def forward(self, x):
+    def forward(self, x, return_hidden=False):
         """Cluster logits.
 
         Arguments
         ---------
         x : torch.Tensor
             ``[N, input_dim]``.
+        return_hidden : bool
+            Also return the last hidden layer's output (the input of
+            ``output``), e.g. for
+            :func:`speechbrain_ssv.losses.clustering.supcon_loss_low_rank`.
 
         Returns
         -------
         torch.Tensor
-            ``[N, n_clusters]``.
+            ``[N, n_clusters]``; with ``return_hidden`` a tuple of it and
+            the ``[N, hidden_size]`` hidden output.
         """
         if x.dim() != 2 or x.shape[1] != self.input_dim:
             raise ValueError(
                 f"expected inputs of shape [N, {self.input_dim}], got "
                 f"{tuple(x.shape)}"
             )
-        return self.output(self.hidden(x))
+        hidden = self.hidden(x)
+        logits = self.output(hidden)
+        return (logits, hidden) if return_hidden else logits
 
     def probs(self, x):
         """Softmax cluster posteriors ``p(y|x)``.

@@ -19,6 +19,7 @@ from speechbrain_ssv.losses.clustering import (
     marginal_entropy,
     marginal_entropy_surrogate,
     supcon_loss,
+    supcon_loss_low_rank,
     vat_loss,
     vat_perturbation,
     vicreg_loss,
@@ -320,6 +321,34 @@ def test_supcon_multiple_positives_views_and_anchors_without_positive():
     assert float(loss.detach()) == 0.0 and zz.grad is not None
     with pytest.raises(ValueError, match="labels"):
         supcon_loss(z, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_supcon_low_rank_equals_supcon_on_the_logits(with_bias):
+    torch.manual_seed(0)
+    h = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(30, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(30, dtype=torch.float64, requires_grad=True)
+    bias = b if with_bias else None
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 4, 5, 5, 5])
+    logits = h @ w.t() + (b if with_bias else 0)
+    direct = supcon_loss(logits, labels, temperature=0.5, base_temperature=1)
+    direct_grads = torch.autograd.grad(direct, (h, w, b), allow_unused=True)
+    low = supcon_loss_low_rank(h, w, bias, labels, 0.5, 1.0)
+    low_grads = torch.autograd.grad(low, (h, w, b), allow_unused=True)
+    assert math.isclose(float(low.detach()), float(direct), rel_tol=1e-10)
+    if not with_bias:  # b takes no part in either loss
+        assert low_grads[2] is None and direct_grads[2] is None
+    for g1, g2 in zip(low_grads, direct_grads):
+        if g2 is not None:
+            assert torch.allclose(g1, g2, atol=1e-10)
+    # Anchors without positive only: zero, and still differentiable.
+    loss = supcon_loss_low_rank(h, w, bias, torch.arange(12))
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
+    with pytest.raises(ValueError, match="labels"):
+        supcon_loss_low_rank(h, w, bias, torch.arange(5))
+    with pytest.raises(ValueError, match="features"):
+        supcon_loss_low_rank(h, w[:, :4], bias, labels)
 
 
 # -- optional ablation terms ------------------------------------------------

@@ -260,9 +260,9 @@ def _blobs(k=8, dim=16, per=80, seed=0):
     return torch.nn.functional.normalize(x, dim=1), y
 
 
-def _brain(x, y, epochs, ckpt_dir=None, k=8, **hp):
+def _brain(x, y, epochs, ckpt_dir=None, k=8, hidden=64, **hp):
     torch.manual_seed(0)
-    model = ClusteringMLP(x.shape[1], k, 64)
+    model = ClusteringMLP(x.shape[1], k, hidden)
     marginal = RunningMarginal(k, RunningMarginal.momentum_for(k, 80))
     counter = EpochCounter(epochs)
     ckpt = None
@@ -404,6 +404,30 @@ def test_separate_backward_gives_the_same_update():
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     for g1, g2 in zip(grads[0][1], grads[1][1]):
         assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_low_rank_supcon_gives_the_same_update():
+    # More clusters than hidden units + 1: SupCon goes through the output
+    # layer's Gram; the loss and every gradient must be the direct ones.
+    x, _ = _blobs(per=10)
+    ds = clustering_dataset(x, vat_radii(x))
+    batch = ds[:]
+    runs = []
+    for low_rank in (True, False):
+        brain = _brain(x, None, epochs=1, k=40, hidden=12,
+                       supcon_low_rank=low_rank)  # fmt: skip
+        brain.init_optimizers()
+        brain.modules.train()
+        pred = brain.compute_forward(batch, sb.Stage.TRAIN)
+        assert (pred["hidden"] is not None) == low_rank
+        loss = brain.compute_objectives(pred, batch, sb.Stage.TRAIN)
+        loss.backward()
+        params = brain.modules.model.parameters()
+        runs.append((brain._term_sums["supcon"], [p.grad for p in params]))
+    assert runs[0][0] > 0
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    for g1, g2 in zip(runs[0][1], runs[1][1]):
+        assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-6)
 
 
 def test_ablation_terms_run_and_are_logged():

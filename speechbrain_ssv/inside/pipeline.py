@@ -484,6 +484,7 @@ def diagnostics_stage(
     max_per_identity=4,
     num_eval=10,
     seed=0,
+    progress=True,
 ):
     """Same-identity cosine distributions of real speakers and synthetic
     identities (Fig. 4-like; both measured with the TTS speaker encoder)
@@ -509,6 +510,8 @@ def diagnostics_stage(
         Encoder windows per clip.
     seed : int
         Seed of the subsets and of t-SNE.
+    progress : bool
+        Show a tqdm bar while the synthetic clips are embedded.
 
     Returns
     -------
@@ -526,7 +529,11 @@ def diagnostics_stage(
     subset = os.path.join(folder, "synthetic_clips.csv")
     subset_manifest(synth_csv, subset, max_per_identity, seed)
     syn = embed_manifest(
-        tts, subset, os.path.join(folder, "cache"), num_eval=num_eval
+        tts,
+        subset,
+        os.path.join(folder, "cache"),
+        num_eval=num_eval,
+        progress=progress,
     )
     groups = {
         "real": intra_identity_cosines(

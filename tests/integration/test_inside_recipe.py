@@ -6,6 +6,7 @@ classification recipe on the merged data."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,10 +66,14 @@ def tiny_tts(tmp_path_factory):
 def inside_run(tiny_corpus, tiny_tts, tmp_path_factory):
     root = tmp_path_factory.mktemp("inside")
     out, data = root / "out", root / "data"
-    subprocess.run(
+    proc = subprocess.run(
         _inside(tiny_corpus, out, data, tiny_tts),
-        check=True, env=_env(), cwd=REPO, timeout=1200,
+        env=_env(), cwd=REPO, timeout=1200, capture_output=True, text=True,
     )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # --noprogressbar silences every stage's bar, the diagnostics' too.
+    for bar in ("yourtts embeddings", "speaker embeddings", r"synthesis \d"):
+        assert not re.search(bar + r".*\d+%\|", proc.stderr), bar
     return out, data
 
 

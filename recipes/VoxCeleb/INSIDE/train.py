@@ -125,6 +125,7 @@ def _merge_and_diagnose(hparams, run_opts):
             folders["diagnostics"],
             num_eval=hparams["embed_num_eval"],
             seed=hparams["seed"],
+            progress=not hparams.get("noprogressbar", False),
         )
 
 

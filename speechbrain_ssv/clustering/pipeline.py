@@ -977,7 +977,8 @@ def cluster_representations(
         progress=progress,
         train_logger=train_logger,
     )
-    labels = brain.predict(x).numpy()
+    # eval_features is x: the last epoch's report already assigned it.
+    labels = brain.predict().numpy()
     _, labels = np.unique(labels, return_inverse=True)
     return {
         "labels": labels.reshape(-1).astype(np.int64),

@@ -406,6 +406,32 @@ def test_separate_backward_gives_the_same_update():
         assert torch.allclose(g1, g2, atol=1e-6)
 
 
+def test_final_assignment_is_shared_with_the_last_report(monkeypatch):
+    # At a million points each assignment pass costs minutes: the labels
+    # the caller asks for after fit() come from the last epoch's report.
+    x, _ = _blobs(per=10)
+    brain = _brain(x, None, epochs=1)
+    model = brain.modules.model
+    calls = []
+    real = model.predict
+    monkeypatch.setattr(
+        model, "predict", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    _fit(brain, x)
+    assert len(calls) == 1 and brain.history[-1]["clusters_used"] >= 1
+    labels = brain.predict()
+    assert len(calls) == 1
+    assert int(labels.unique().numel()) == brain.history[-1]["clusters_used"]
+    labels[:] = -1  # the caller's copy: the cached one is unchanged
+    assert int(brain.predict().min()) >= 0 and len(calls) == 1
+    # Other features, or weights changed by a step: a new pass.
+    brain.predict(x[:5])
+    assert len(calls) == 2
+    brain.optimizer_step += 1
+    assert torch.equal(brain.predict(), real(x))
+    assert len(calls) == 3
+
+
 def test_low_rank_supcon_gives_the_same_update():
     # More clusters than hidden units + 1: SupCon goes through the output
     # layer's Gram; the loss and every gradient must be the direct ones.

@@ -136,6 +136,7 @@ def embed_stage(
     num_eval=10,
     batch_size=16,
     seed=0,
+    progress=True,
 ):
     """Stage 1: YourTTS speaker-encoder embeddings of the real training
     utterances, averaged per speaker (each clip l2-normalised first, the
@@ -161,6 +162,8 @@ def embed_stage(
         Clips per encoder batch.
     seed : int
         Seed of the clip subset.
+    progress : bool
+        Show a tqdm bar while the clips are embedded.
 
     Returns
     -------
@@ -191,6 +194,7 @@ def embed_stage(
             os.path.join(folder, "cache"),
             num_eval=num_eval,
             batch_size=batch_size,
+            progress=progress,
         )
         if len(emb["ids"]) == 0:
             raise ManifestError(

@@ -75,6 +75,7 @@ def _embed_and_pair(hparams, run_opts):
         num_eval=hparams["embed_num_eval"],
         batch_size=hparams["embed_batch_size"],
         seed=hparams["seed"],
+        progress=not hparams.get("noprogressbar", False),
     )
     paired = pair_stage(
         embedded,

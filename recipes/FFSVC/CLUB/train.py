@@ -27,7 +27,6 @@ Authors
 
 import logging
 import os
-import sys
 
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
@@ -51,6 +50,7 @@ from speechbrain_ssv.recipe_utils import (
     final_verification,
     setup_experiment,
 )
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError, ManifestError
 
 logger = logging.getLogger(__name__)
@@ -181,9 +181,11 @@ def check_speaker_encoder(hparams, hparams_file):
         )
 
 
-if __name__ == "__main__":
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(
-        sys.argv[1:], prepare=prepare_ffsvc_data
+        argv, prepare=prepare_ffsvc_data
     )
     check_speaker_encoder(hparams, hparams_file)
     train_data, valid_data, spk_enc, dev_enc = dataio_prep(
@@ -297,3 +299,7 @@ if __name__ == "__main__":
         },
         extra_results=results,
     )
+
+
+if __name__ == "__main__":
+    run_recipe(main)

@@ -31,7 +31,6 @@ Authors
 """
 
 import os
-import sys
 
 from speechbrain.utils.distributed import run_on_main
 
@@ -41,6 +40,7 @@ from speechbrain_ssv.recipe_utils import (
     fit_classifier,
     setup_experiment,
 )
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 
 
@@ -184,8 +184,10 @@ def run_inside(hparams, run_opts):
     return train_csv, dev_csv, report
 
 
-if __name__ == "__main__":
-    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, hparams_file = setup_experiment(argv)
     hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
 
     pairing = hparams["pairing"]
@@ -215,3 +217,7 @@ if __name__ == "__main__":
         min_key="ErrorRate",
         extra_results={"inside": report},
     )
+
+
+if __name__ == "__main__":
+    run_recipe(main)

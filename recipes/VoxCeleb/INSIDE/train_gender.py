@@ -19,7 +19,6 @@ Authors
 
 import csv
 import os
-import sys
 
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
@@ -27,6 +26,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.inside.gender import gender_manifest, gender_scores
 from speechbrain_ssv.recipe_utils import fit_classifier, setup_experiment
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import ManifestError
 from speechbrain_ssv.utils.io import write_json
 
@@ -86,8 +86,10 @@ def evaluate(brain, test_csv, label_encoder, hparams):
     return gender_scores(predicted, [r["spk_id"] for r in rows])
 
 
-if __name__ == "__main__":
-    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, hparams_file = setup_experiment(argv)
     hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
     run_on_main(_gender_manifests, args=[hparams])
     manifests = {
@@ -112,3 +114,7 @@ if __name__ == "__main__":
             f"gender accuracy {100 * scores['accuracy']:.2f}%  balanced "
             f"{100 * scores['balanced_accuracy']:.2f}%  ({scores['n']} test utterances)"
         )
+
+
+if __name__ == "__main__":
+    run_recipe(main)

@@ -26,7 +26,6 @@ Authors
 """
 
 import os
-import sys
 
 from speechbrain_ssv.brains.mixap import MixAPBrain
 from speechbrain_ssv.brains.vae import load_exported_vae
@@ -36,10 +35,14 @@ from speechbrain_ssv.recipe_utils import (
     final_verification,
     setup_experiment,
 )
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 
-if __name__ == "__main__":
-    hparams, run_opts, _ = setup_experiment(sys.argv[1:])
+
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, _ = setup_experiment(argv)
 
     # Two independent crops of each utterance: view0 the query, view1 the anchor.
     train_data = make_unlabelled_dataset(
@@ -73,3 +76,7 @@ if __name__ == "__main__":
     )
     metrics = final_verification(brain)
     export_and_report(brain, hparams, metrics, classifier_key=None)
+
+
+if __name__ == "__main__":
+    run_recipe(main)

@@ -23,14 +23,13 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import sys
-
 import torch
 from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_ssv.brains.vae import VAEBrain, export_vae
 from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
 from speechbrain_ssv.recipe_utils import setup_experiment
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 
 
@@ -58,8 +57,10 @@ def check_segment_length(hparams, hparams_file):
         )
 
 
-if __name__ == "__main__":
-    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, hparams_file = setup_experiment(argv)
     check_segment_length(hparams, hparams_file)
 
     train_data = make_unlabelled_dataset(
@@ -91,3 +92,7 @@ if __name__ == "__main__":
     if if_main_process():
         path = export_vae(brain.modules.vae, hparams["vae_export"])
         print(f"VAE exported to {path}")
+
+
+if __name__ == "__main__":
+    run_recipe(main)

@@ -39,7 +39,6 @@ Authors
 import dataclasses
 import json
 import os
-import sys
 
 import speechbrain as sb
 import torch
@@ -69,6 +68,7 @@ from speechbrain_ssv.recipe_utils import (
     setup_experiment,
 )
 from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
+from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import write_json
@@ -241,6 +241,8 @@ def train_stage(hparams, run_opts, hparams_file, hp, rnd, pl, prev_export):
 
 
 def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(argv)
     _, _, overrides = sb.parse_arguments(argv)
     device = run_opts.get("device") or infer_device()
@@ -324,4 +326,4 @@ def final_export(hparams, round_export, summary):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_recipe(main)

@@ -20,8 +20,6 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import sys
-
 from speechbrain_ssv.brains.sdpn import SDPNBrain
 from speechbrain_ssv.data.pipelines import make_multicrop_dataset
 from speechbrain_ssv.recipe_utils import (
@@ -29,9 +27,13 @@ from speechbrain_ssv.recipe_utils import (
     final_verification,
     setup_experiment,
 )
+from speechbrain_ssv.utils.distributed import run_recipe
 
-if __name__ == "__main__":
-    hparams, run_opts, _ = setup_experiment(sys.argv[1:])
+
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, _ = setup_experiment(argv)
 
     train_data = make_multicrop_dataset(
         hparams["train_annotation"],
@@ -62,3 +64,7 @@ if __name__ == "__main__":
         encoder_key="teacher_embedding_model",
         classifier_key=None,
     )
+
+
+if __name__ == "__main__":
+    run_recipe(main)

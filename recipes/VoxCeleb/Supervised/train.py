@@ -20,17 +20,19 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import sys
-
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
     fit_classifier,
     setup_experiment,
 )
+from speechbrain_ssv.utils.distributed import run_recipe
 
-if __name__ == "__main__":
-    hparams, run_opts, hparams_file = setup_experiment(sys.argv[1:])
+
+def main(argv):
+    """The recipe; ``argv`` is the command line after the script name
+    (run it through ``run_recipe``, which ends a torchrun rank safely)."""
+    hparams, run_opts, hparams_file = setup_experiment(argv)
     brain, _ = fit_classifier(
         hparams,
         run_opts,
@@ -40,3 +42,7 @@ if __name__ == "__main__":
     )
     metrics = final_verification(brain, min_key="ErrorRate")
     export_and_report(brain, hparams, metrics, min_key="ErrorRate")
+
+
+if __name__ == "__main__":
+    run_recipe(main)

@@ -115,6 +115,29 @@ def prepare_augmentation_data(hparams):
                 "with python -m speechbrain_ssv.data.minivox, or prepare "
                 "MUSAN/RIRS_NOISES and point this key at their CSV)",
             )
+    load_augmentation_banks(hparams)
+
+
+def load_augmentation_banks(hparams):
+    """Decode every :class:`~speechbrain_ssv.augment.UtteranceAugment`'s
+    noise/RIR banks named in the hparams now, before training: a missing,
+    empty or wrongly sampled noise/RIR file fails here with its path, and no
+    training step reads a file. The main process goes first, so a bank with
+    a ``cache_file`` is written once and memory-mapped by the other ranks.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    """
+    from speechbrain_ssv.augment import UtteranceAugment
+
+    augmenters = [
+        v for v in hparams.values() if isinstance(v, UtteranceAugment)
+    ]
+    for augment in augmenters:
+        run_on_main(augment.load)
+        augment.load()
 
 
 def check_classifier_size(hparams, label_encoder, hparams_file):

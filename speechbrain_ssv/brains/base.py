@@ -81,7 +81,52 @@ def weights_fingerprint(modules):
     return h.hexdigest()[:12]
 
 
-class VerificationBrain(sb.Brain):
+class LoaderOptionsMixin:
+    """``make_dataloader`` that adapts the yaml's loader options to the run
+    (mixed into every Brain of the package, before ``sb.Brain``)."""
+
+    #: DataLoader options that torch refuses without worker processes.
+    worker_only_options = ("persistent_workers", "prefetch_factor")
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """SpeechBrain's ``make_dataloader``, except that the worker-only
+        options (``persistent_workers``, ``prefetch_factor``) set in a yaml's
+        ``dataloader_options`` are dropped when ``num_workers`` is 0, so
+        ``--num_workers 0`` (tests, debugging) works with any yaml instead of
+        failing inside torch's DataLoader, and ``pin_memory`` is dropped off
+        CUDA.
+
+        Arguments
+        ---------
+        dataset : Dataset
+            As for :meth:`speechbrain.Brain.make_dataloader`.
+        stage : sb.Stage
+            The stage.
+        ckpt_prefix : str | None
+            Checkpoint name prefix of the loader.
+        **loader_kwargs : dict
+            DataLoader options.
+
+        Returns
+        -------
+        DataLoader
+            The loader.
+        """
+        if not loader_kwargs.get("num_workers"):
+            for key in self.worker_only_options:
+                loader_kwargs.pop(key, None)
+        if not str(self.device).startswith("cuda"):
+            # Pinned host memory only speeds up copies to a GPU; elsewhere
+            # torch warns on every loader it builds.
+            loader_kwargs.pop("pin_memory", None)
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+        )
+
+
+class VerificationBrain(LoaderOptionsMixin, sb.Brain):
     """Base Brain with an ``encode`` pipeline and trial-list evaluation.
 
     Hparams it reads (all optional unless verification is wanted):

@@ -24,7 +24,7 @@ from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_ssv.brains.base import unwrap
+from speechbrain_ssv.brains.base import LoaderOptionsMixin, unwrap
 from speechbrain_ssv.eval.mixing import plot_reconstructions
 from speechbrain_ssv.losses.vae import elbo_loss
 from speechbrain_ssv.utils.io import save_torch
@@ -186,7 +186,7 @@ def load_exported_vae(vae, path):
     return vae
 
 
-class VAEBrain(sb.Brain):
+class VAEBrain(LoaderOptionsMixin, sb.Brain):
     """Trains a :class:`~speechbrain_ssv.lobes.vae.ConvVAE` on normalised
     MFCC segments with the negative ELBO (Eq. 5).
 

@@ -42,7 +42,7 @@ def trained(tmp_path_factory, tiny_ffsvc_corpus):
         "--split_ratio", "[75, 25]", "--batch_speakers", "2",
         "--max_pairs_per_speaker", "2", "--steps_per_epoch", "4",
         "--number_of_epochs", "1", "--sentence_len", "1.0",
-        "--probe_max_seconds", "2.0", "--tsne_speakers", "3", "--noprogressbar",
+        "--probe_max_seconds", "2.0", "--tsne_speakers", "3", "--noprogressbar", "--num_workers", "0",
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO)
     subprocess.run(cmd, check=True, env=env, cwd=REPO, timeout=600)

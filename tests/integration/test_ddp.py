@@ -76,6 +76,8 @@ def test_torchrun_two_cpu_ranks(name, tiny_corpus, tmp_path):
         "--verify_every",
         "1",
         "--noprogressbar",
+        "--num_workers",
+        "0",
         *extra,
     ]
     proc = torchrun(args)
@@ -103,7 +105,7 @@ def test_torchrun_club_two_cpu_ranks(row, tiny_ffsvc_corpus, tmp_path):
         "--split_ratio", "[75, 25]", "--batch_speakers", "2",
         "--max_pairs_per_speaker", "2", "--steps_per_epoch", "4",
         "--number_of_epochs", "1", "--sentence_len", "1.0",
-        "--probe_max_seconds", "2.0", "--tsne_speakers", "3", "--noprogressbar",
+        "--probe_max_seconds", "2.0", "--tsne_speakers", "3", "--noprogressbar", "--num_workers", "0",
     ]  # fmt: skip
     proc = torchrun(args)
     assert proc.returncode == 0, output(proc)

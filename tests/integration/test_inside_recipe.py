@@ -32,7 +32,7 @@ def _common(corpus, out, *extra):
     return [
         "--data_folder", corpus, "--output_folder", str(out), "--batch_size", "8",
         "--steps_per_epoch", "6", "--sentence_len", "1.5", "--number_of_epochs", "1",
-        "--warmup_epochs", "0", "--noprogressbar", *extra,
+        "--warmup_epochs", "0", "--noprogressbar", "--num_workers", "0", *extra,
     ]  # fmt: skip
 
 

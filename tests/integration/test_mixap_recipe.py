@@ -15,7 +15,7 @@ from tests.conftest import REPO
 RECIPE = os.path.join(REPO, "recipes", "VoxCeleb", "MixAP")
 pytestmark = pytest.mark.slow
 SMALL = ("--batch_size", "8", "--steps_per_epoch", "4", "--number_of_epochs", "1",
-         "--verify_every", "1", "--noprogressbar")  # fmt: skip
+         "--verify_every", "1", "--noprogressbar", "--num_workers", "0")  # fmt: skip
 
 
 def _run(script, config, corpus, out, *extra):
@@ -92,7 +92,7 @@ def test_rerun_resumes_instead_of_retraining(imix_run, tiny_corpus):
 
 def test_untrained_baseline_with_zero_epochs(tiny_corpus, tmp_path):
     proc = _run("train.py", "ap_minivox.yaml", tiny_corpus, tmp_path, *SMALL[:4],
-                "--number_of_epochs", "0", "--noprogressbar")  # fmt: skip
+                "--number_of_epochs", "0", "--noprogressbar", "--num_workers", "0")  # fmt: skip
     _check(proc)
     res = json.load(open(os.path.join(tmp_path, "results.json")))
     assert res["optimizer_steps"] == 0 and res["metrics"]["n_trials"] > 0

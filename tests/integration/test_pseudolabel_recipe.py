@@ -23,7 +23,7 @@ TINY = (
     "--clustering_hparams", "{number_of_epochs: 4, batch_size: 32, lr: 0.05}",
     "--batch_size", "4", "--number_of_epochs", "1", "--warmup_epochs", "0",
     "--steps_per_epoch", "2", "--optimizer_step_limit", "2", "--sentence_len", "1.0",
-    "--verify_every", "0", "--noprogressbar",
+    "--verify_every", "0", "--noprogressbar", "--num_workers", "0",
 )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ def _run(corpus, out, config, *extra):
         sys.executable, TRAIN, os.path.join(RECIPE, "hparams", config),
         "--data_folder", corpus, "--output_folder", str(out),
         "--batch_size", "8", "--steps_per_epoch", "6", "--number_of_epochs", "1",
-        "--verify_every", "1", "--noprogressbar", *extra,
+        "--verify_every", "1", "--noprogressbar", "--num_workers", "0", *extra,
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO)
     subprocess.run(cmd, check=True, env=env, cwd=REPO, timeout=900)

@@ -37,6 +37,8 @@ def _cmd(corpus, out, *extra):
         "--sentence_len",
         "1.5",
         "--noprogressbar",
+        "--num_workers",
+        "0",
         *extra,
     ]
 

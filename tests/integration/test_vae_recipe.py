@@ -29,7 +29,7 @@ def vae_run(tiny_corpus, tmp_path_factory):
         sys.executable, os.path.join(RECIPE, "train_vae.py"), HPARAMS,
         "--data_folder", tiny_corpus, "--output_folder", str(out),
         "--batch_size", "8", "--number_of_epochs", "1",
-        "--n_reconstructions", "2", "--noprogressbar",
+        "--n_reconstructions", "2", "--noprogressbar", "--num_workers", "0",
     ]  # fmt: skip
     done = subprocess.run(
         cmd, check=True, env=_env(), cwd=REPO, timeout=600,
@@ -126,7 +126,7 @@ def _lap_cmd(corpus, out, vae_path):
         sys.executable, os.path.join(RECIPE, "train.py"), os.path.join(RECIPE, "hparams", "l_ap_minivox.yaml"),
         "--data_folder", corpus, "--output_folder", str(out), "--vae_path", str(vae_path),
         "--batch_size", "8", "--steps_per_epoch", "4", "--number_of_epochs", "1", "--verify_every", "1",
-        "--noprogressbar", "--export_folder", "",
+        "--noprogressbar", "--num_workers", "0", "--export_folder", "",
     ]  # fmt: skip
 
 

@@ -42,3 +42,27 @@ def test_verify_tag_changes_with_weights(monkeypatch, tmp_path):
     # Same name, other weights (e.g. a re-run in the same output folder):
     # the cached embeddings must not be reused.
     assert tags[2] != tags[0]
+
+
+def test_yaml_loader_options_adapt_to_workers_and_device():
+    # The minivox yamls ask for persistent workers, prefetching and pinned
+    # memory; --num_workers 0 and a CPU run must still build a loader.
+    brain = base.VerificationBrain(
+        modules={"lin": torch.nn.Linear(2, 2)}, run_opts={"device": "cpu"}
+    )
+    data = [torch.zeros(2) for _ in range(4)]
+    opts = {
+        "batch_size": 2,
+        "persistent_workers": True,
+        "prefetch_factor": 4,
+        "pin_memory": True,
+    }
+    loader = brain.make_dataloader(
+        data, stage=None, ckpt_prefix=None, num_workers=0, **opts
+    )
+    assert not loader.persistent_workers and not loader.pin_memory
+    assert len(list(loader)) == 2
+    loader = brain.make_dataloader(
+        data, stage=None, ckpt_prefix=None, num_workers=1, **opts
+    )
+    assert loader.persistent_workers and loader.prefetch_factor == 4

@@ -25,6 +25,14 @@ then the main update::
         mi = club_sd.mi_upper_bound(x_s, x_d)      # grads reach x_s, x_d only
     (cls_loss + 0.5 * mi).backward(); main_opt.step()
 
+The likelihood methods (``log_likelihood``, ``learning_loss``,
+``mi_upper_bound``) are wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`: under autocast
+(``--precision bf16`` / ``fp16``) the whole estimator, a small MLP, runs in
+float32, since ``exp(-logvar)`` and the log-softmax gathers are fragile in
+low precision (calling the module itself, ``forward``, still follows
+autocast).
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -39,6 +47,7 @@ from speechbrain_ssv.losses.club import (
     gaussian_club_bound,
     gaussian_log_likelihood,
 )
+from speechbrain_ssv.utils.precision import float32_loss
 
 __all__ = ["CategoricalCLUB", "GaussianCLUB", "estimator_step", "frozen"]
 
@@ -123,6 +132,7 @@ class GaussianCLUB(torch.nn.Module):
             logvar = self.logvar_bound * torch.tanh(logvar / self.logvar_bound)
         return self.p_mu(x), logvar
 
+    @float32_loss
     def log_likelihood(self, x, y):
         """``log q(y_i | x_i)`` per sample (Eq. 13).
 
@@ -141,6 +151,7 @@ class GaussianCLUB(torch.nn.Module):
         mu, logvar = self(x)
         return gaussian_log_likelihood(mu, logvar, y.reshape(y.shape[0], -1))
 
+    @float32_loss
     def learning_loss(self, x, y):
         """Negative log-likelihood that trains ``q`` (Eq. 14).
 
@@ -158,6 +169,7 @@ class GaussianCLUB(torch.nn.Module):
         """
         return -self.log_likelihood(x, y).mean()
 
+    @float32_loss
     def mi_upper_bound(self, x, y):
         """vCLUB estimate of ``I(x; y)`` (Eq. 12).
 
@@ -224,6 +236,7 @@ class CategoricalCLUB(torch.nn.Module):
         """
         return torch.log_softmax(self.net(x.reshape(x.shape[0], -1)), dim=-1)
 
+    @float32_loss
     def log_likelihood(self, x, labels):
         """``log q(y_i | x_i) = -CE`` per sample (Eq. 16, 19).
 
@@ -241,6 +254,7 @@ class CategoricalCLUB(torch.nn.Module):
         """
         return categorical_log_likelihood(self(x), labels)
 
+    @float32_loss
     def learning_loss(self, x, labels):
         """Cross-entropy that trains ``q`` (Eq. 17, 20).
 
@@ -258,6 +272,7 @@ class CategoricalCLUB(torch.nn.Module):
         """
         return -self.log_likelihood(x, labels).mean()
 
+    @float32_loss
     def mi_upper_bound(self, x, labels):
         """vCLUB estimate of ``I(x; y)`` (Eq. 15, 18), ``O(N C + N^2)``.
 

@@ -19,6 +19,11 @@ Neither bound builds an ``N x N x D`` (or ``N x N x C``) tensor: the Gaussian
 one expands the square, which makes it ``O(N D)``; the categorical one is a
 gather of an ``N x N`` matrix out of the ``N x C`` log-probabilities.
 
+The public functions are wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`, so under autocast
+(``--precision bf16`` / ``fp16``) ``exp(-logvar)``, the squared errors and
+the bounds, which subtract nearly equal log-likelihoods, stay in float32.
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -32,6 +37,7 @@ from speechbrain_ssv.losses.mixap import (
     cosine_logits,
 )
 from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.precision import float32_loss
 
 __all__ = [
     "PAPER_WEIGHTS",
@@ -68,6 +74,7 @@ TABLE1_ROWS = {
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+@float32_loss
 def gaussian_log_likelihood(mu, logvar, y):
     """Per-sample ``log N(y; mu, diag(exp(logvar)))`` (Eq. 13), summed over
     dimensions.
@@ -99,6 +106,7 @@ def gaussian_log_likelihood(mu, logvar, y):
     ).sum(-1)
 
 
+@float32_loss
 def gaussian_club_bound(mu, logvar, y):
     """vCLUB estimate of ``I(x; y)`` with a Gaussian ``q(y | x)``, Eq. 12-13.
 
@@ -143,6 +151,7 @@ def gaussian_club_bound(mu, logvar, y):
     return (positive - negative).mean()
 
 
+@float32_loss
 def categorical_log_likelihood(log_probs, labels):
     """``log q(y_i | x_i)`` of a categorical ``q`` (Eq. 16, 19: ``-CE``).
 
@@ -167,6 +176,7 @@ def categorical_log_likelihood(log_probs, labels):
     return log_probs.gather(1, labels.reshape(-1, 1).long()).squeeze(1)
 
 
+@float32_loss
 def categorical_club_bound(log_probs, labels):
     """vCLUB estimate of ``I(x; y)`` for a discrete label ``y``, Eq. 15/18.
 
@@ -200,6 +210,7 @@ def categorical_club_bound(log_probs, labels):
     return pairwise.diagonal().mean() - pairwise.mean()
 
 
+@float32_loss
 def ap_over_pairs(emb_a, emb_b, scale=None):
     """Angular prototypical loss over two utterances per speaker, Eq. 9.
 
@@ -254,6 +265,7 @@ def ap_over_pairs(emb_a, emb_b, scale=None):
     return angular_prototypical_loss(logits)
 
 
+@float32_loss
 def disentangle_total(terms, weights=None):
     """Weighted sum of Eq. 21 with switchable terms.
 

@@ -11,6 +11,14 @@ the methods it builds on (IMSAT: weihua916/imsat, VAT: Miyato et al., VMT:
 xudonmao/VMT, SupCon: Khosla et al. / wangz10/contrastive_loss); each choice is
 an argument and is named in the docstring.
 
+Every public loss is wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`: under autocast
+(``--precision bf16`` / ``fp16``) the entropies, KL divergences and
+log-sum-exps, the VAT power iteration and the model calls made inside VAT
+and mixup all run in float32. VAT needs it most: autocast would feed the
+model ``x + xi d`` in bfloat16, whose resolution (~4e-3 relative) erases the
+``xi = 1e-6`` step, and its gradients (~1e-20) underflow in float16.
+
 Estimating ``H(Y)`` with many clusters
 --------------------------------------
 ``H(Y) = h(mean_i p(y|x_i))`` is a property of the whole data set. Its batch
@@ -33,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_ssv.losses.mixap import sample_lambda
+from speechbrain_ssv.utils.precision import float32_loss
 
 __all__ = [
     "augmentation_consistency_loss",
@@ -58,6 +67,7 @@ def _xlogx(p):
     return p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
 
 
+@float32_loss
 def conditional_entropy(probs):
     """``H(Y|X) = (1/N) sum_i h(p(y|x_i))`` (Eq. 2, Appendix E).
 
@@ -84,6 +94,7 @@ def conditional_entropy(probs):
     return -_xlogx(probs).sum(dim=1).mean()
 
 
+@float32_loss
 def marginal_entropy(marginal):
     """``H(Y) = h(p(y))`` of a marginal distribution (Eq. 2, Appendix E).
 
@@ -110,6 +121,7 @@ def marginal_entropy(marginal):
     return -_xlogx(marginal).sum()
 
 
+@float32_loss
 def marginal_entropy_surrogate(batch_marginal, running_marginal):
     """``H(Y)`` valued at the running marginal, with the data-set gradient.
 
@@ -157,6 +169,7 @@ def marginal_entropy_surrogate(batch_marginal, running_marginal):
     return value - ((batch_marginal - batch_marginal.detach()) * log_q).sum()
 
 
+@float32_loss
 def imsat_loss(probs, marginal=None, lam=0.5, mu=3.5, r_sat=None):
     """``L_IMSAT = R_SAT + lam * (H(Y|X) - mu * H(Y))`` (Eq. 2).
 
@@ -214,6 +227,7 @@ def imsat_loss(probs, marginal=None, lam=0.5, mu=3.5, r_sat=None):
     }
 
 
+@float32_loss
 def categorical_kl(target_logits, logits):
     """``(1/N) sum_i KL(softmax(target_i) || softmax(logits_i))``.
 
@@ -261,6 +275,7 @@ def _per_sample(eps, x):
     return eps.reshape(-1, *([1] * (x.dim() - 1)))
 
 
+@float32_loss
 def vat_perturbation(
     model_fn, x, xi=1e-6, eps=1.0, n_power=1, logits=None, generator=None
 ):
@@ -333,6 +348,7 @@ def vat_perturbation(
     return (_per_sample(eps, x) * d).detach()
 
 
+@float32_loss
 def vat_loss(model_fn, x, eps, xi=1e-6, n_power=1, logits=None, generator=None):
     """``R_SAT(theta; T_VAT)`` (Eq. 2, Appendix E): the mean over the batch of
     ``KL(p(y|x) || p(y|x + r_adv))``, with the clean prediction as a fixed
@@ -437,6 +453,7 @@ def knn_radius(x, k=10, scale=0.25, reference=None, chunk=4096):
     return scale * torch.cat(out)
 
 
+@float32_loss
 def virtual_mixup_loss(
     logits_fn,
     x,
@@ -526,6 +543,7 @@ def _as_views(features):
     return features
 
 
+@float32_loss
 def supcon_loss(features, labels, temperature=1.0, base_temperature=1.0):
     """Supervised contrastive loss (Khosla et al., ``L^sup_out``), on
     l2-normalised features with the online pseudo-labels as labels
@@ -599,6 +617,7 @@ def _supcon_from_cosine(cosine, lab, temperature, base_temperature):
     return per_anchor[has_pos].mean()
 
 
+@float32_loss
 def supcon_loss_low_rank(
     hidden, weight, bias, labels, temperature=1.0, base_temperature=1.0
 ):
@@ -674,6 +693,7 @@ def supcon_loss_low_rank(
     return _supcon_from_cosine(cosine, lab, temperature, base_temperature)
 
 
+@float32_loss
 def info_nce_loss(z1, z2, temperature=1.0):
     """InfoNCE / NT-Xent (Appendix F): each of the ``2N`` rows is an anchor,
     its other view the positive and the other ``2N - 2`` rows negatives,
@@ -729,6 +749,7 @@ def _covariance_term(z):
     return off.pow(2).sum() / c
 
 
+@float32_loss
 def vicreg_loss(
     z1,
     z2=None,
@@ -802,6 +823,7 @@ def vicreg_loss(
     }
 
 
+@float32_loss
 def augmentation_consistency_loss(aug_logits, logits):
     """``L_aug`` (Eq. 4): ``(1/N) sum_i KL(p_i^aug || p_i)``.
 

@@ -12,6 +12,10 @@ function says how it is generalised to many speakers.
 Every function takes the cosine matrix ``cos(theta_{j,i})`` between the
 l2-normalised embeddings and class weights (what SpeechBrain's ECAPA
 ``Classifier`` returns, squeezed to ``[N, C]``) and the integer labels.
+They are wrapped in :func:`~speechbrain_ssv.utils.precision.float32_loss`:
+under autocast (``--precision bf16`` / ``fp16``) the margins (an angle of
+0.1 rad on cosines near 1) and the large scales (30, 64) still compute in
+float32.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -22,6 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 from speechbrain.nnet.losses import AdditiveAngularMargin
+
+from speechbrain_ssv.utils.precision import float32_loss
 
 __all__ = ["aam_logits", "adaface_logits", "ocsoftmax_loss"]
 
@@ -46,6 +52,7 @@ def _check(cosine, labels):
     return cosine, labels
 
 
+@float32_loss
 def aam_logits(cosine, labels, margin=0.1, scale=30.0, easy_margin=False):
     """AAM-softmax (ArcFace) logits, Eq. 5: ``s cos(theta_y + m)`` for the
     target class and ``s cos(theta_j)`` for the others; ``cross_entropy`` of
@@ -87,6 +94,7 @@ def aam_logits(cosine, labels, margin=0.1, scale=30.0, easy_margin=False):
     return AdditiveAngularMargin(margin, scale, easy_margin)(cosine, one_hot)
 
 
+@float32_loss
 def ocsoftmax_loss(
     cosine, labels, m_pos=0.9, m_neg=0.2, alpha=20.0, negatives="sum"
 ):
@@ -150,6 +158,7 @@ def ocsoftmax_loss(
     return (pos + neg).mean()
 
 
+@float32_loss
 def adaface_logits(
     cosine,
     labels,

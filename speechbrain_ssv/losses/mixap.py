@@ -12,6 +12,11 @@ mixes VAE latent means instead of inputs and embeds the decoded features.
 Where the paper is silent the choices follow the reference code the paper
 builds on (joonson/voxceleb_unsupervised, kibok90/imix); each is an argument.
 
+The AP logits and losses are wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`, so under autocast
+(``--precision bf16`` / ``fp16``) the scaled cosines and the log-softmax
+still compute in float32.
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -19,7 +24,10 @@ Authors
 import torch
 import torch.nn.functional as F
 
+from speechbrain_ssv.utils.precision import float32_loss
 
+
+@float32_loss
 def cosine_logits(query, anchor, scale=1.0, bias=0.0):
     """Scaled cosine similarities ``S[i, j] = scale * cos(query_i, anchor_j) + bias``.
 
@@ -54,6 +62,7 @@ def cosine_logits(query, anchor, scale=1.0, bias=0.0):
     return q @ a.t() * scale + bias
 
 
+@float32_loss
 def soft_target_cross_entropy(logits, targets):
     """Cross-entropy against a soft target distribution, averaged over rows.
 
@@ -78,6 +87,7 @@ def soft_target_cross_entropy(logits, targets):
     return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
+@float32_loss
 def angular_prototypical_loss(logits, offset=0):
     """Angular prototypical loss, Eq. 1: cross-entropy with target ``j = i``.
 
@@ -142,6 +152,7 @@ def imix_targets(partner, lam, n_columns=None, offset=0):
     return targets
 
 
+@float32_loss
 def imix_loss(logits, partner, lam, offset=0):
     """i-mix angular prototypical loss (Eq. 4; Eq. 7 for l-mix).
 

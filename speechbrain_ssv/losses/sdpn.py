@@ -13,6 +13,13 @@ Under ``torch.distributed`` the batch-level statistics (Sinkhorn sums, the
 mean prediction of the mean-entropy term, the DINO centre) are all-reduced,
 so they are those of the global batch, as in the authors' 4-GPU runs.
 
+Every public function is wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`: under
+``--precision bf16`` / ``fp16`` (autocast) the prototype cosines, the
+temperature softmaxes (``1 / 0.04`` amplifies a bfloat16 rounding error
+25-fold), Sinkhorn, KoLeo's log-distances and the entropies still compute
+in float32 (float64 inside Sinkhorn) and return float32.
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -21,6 +28,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from speechbrain_ssv.utils.precision import float32_loss
 
 
 def _distributed():
@@ -68,6 +77,7 @@ def world_size():
     return torch.distributed.get_world_size() if _distributed() else 1
 
 
+@float32_loss
 @torch.no_grad()
 def sinkhorn_knopp(probs, n_iters=3):
     """Sinkhorn-Knopp batch normalisation ``Sknorm`` of Eq. 2.
@@ -112,6 +122,7 @@ def sinkhorn_knopp(probs, n_iters=3):
     return q.t().to(probs.dtype)
 
 
+@float32_loss
 def prototype_scores(z, prototypes):
     """Cosine similarities between embeddings and prototypes, ``h(f(x)) . c``
     of Eqs. 2-3 (both sides L2-normalised, as in the authors' code).
@@ -136,6 +147,7 @@ def prototype_scores(z, prototypes):
     return F.normalize(z, dim=-1) @ F.normalize(prototypes, dim=-1).t()
 
 
+@float32_loss
 def sharpen(probs, temperature):
     """Sharpening ``p^(1/T) / sum p^(1/T)`` (authors' code; ``T = 1`` is
     the identity). Sharpening a softmax at temperature ``tau`` by ``T`` is a
@@ -164,6 +176,7 @@ def sharpen(probs, temperature):
     return sharp / sharp.sum(dim=-1, keepdim=True)
 
 
+@float32_loss
 @torch.no_grad()
 def sdpn_teacher_targets(scores, temperature=0.04, sharpen_temp=1.0, n_iters=3):
     """Teacher targets ``P^tea`` of Eq. 2: softmax at ``tau_t``, optional
@@ -203,6 +216,7 @@ def sdpn_teacher_targets(scores, temperature=0.04, sharpen_temp=1.0, n_iters=3):
     return probs
 
 
+@float32_loss
 def student_log_probs(scores, temperature=0.1):
     """Log of the student distribution ``P^stu`` of Eq. 3 (softmax at
     ``tau_s``; the paper and the code agree on 0.1).
@@ -227,6 +241,7 @@ def student_log_probs(scores, temperature=0.1):
     return torch.log_softmax(scores / temperature, dim=-1)
 
 
+@float32_loss
 def multiview_cross_entropy(
     teacher_probs, student_log_probs, reduction="mean", skip_same_view=False
 ):
@@ -279,6 +294,7 @@ def multiview_cross_entropy(
     return total / n_pairs if reduction == "mean" else total
 
 
+@float32_loss
 def koleo(x, eps=1e-8, normalize=True):
     """Kozachenko-Leonenko diversity regulariser ``L_DR`` of Eq. 4:
     ``-(1/n) sum_i log(min_{j != i} ||x_i - x_j||)``.
@@ -318,6 +334,7 @@ def koleo(x, eps=1e-8, normalize=True):
     return -torch.log(nearest + eps).mean()
 
 
+@float32_loss
 def mean_entropy_penalty(probs):
     """Mean-entropy maximisation term of the authors' code (MSN's
     "me-max"; absent from the paper's Eq. 5): ``log K - H(mean_i p_i)``,
@@ -363,6 +380,7 @@ class AllReduceMean(torch.autograd.Function):
         return grad
 
 
+@float32_loss
 def sdpn_loss(
     teacher_scores,
     student_scores,
@@ -461,6 +479,7 @@ def sdpn_loss(
 # --------------------------------------------------------------------------
 
 
+@float32_loss
 @torch.no_grad()
 def dino_teacher_probs(teacher_logits, center, temperature=0.04):
     """DINO teacher targets: centre, then sharpen with a low temperature,
@@ -490,6 +509,7 @@ def dino_teacher_probs(teacher_logits, center, temperature=0.04):
     )
 
 
+@float32_loss
 @torch.no_grad()
 def dino_center_update(center, teacher_logits, momentum=0.9):
     """EMA of the batch-mean teacher output (global batch when distributed):
@@ -519,6 +539,7 @@ def dino_center_update(center, teacher_logits, momentum=0.9):
     return center * momentum + batch_mean * (1.0 - momentum)
 
 
+@float32_loss
 def dino_loss(
     teacher_logits,
     student_logits,

@@ -16,6 +16,12 @@ per utterance, as in Kingma and Welling (2014).
 All terms are summed over the dimensions of one utterance and averaged over
 the batch, so the loss is the per-utterance negative ELBO in nats.
 
+The functions are wrapped in
+:func:`~speechbrain_ssv.utils.precision.float32_loss`: under autocast
+(``--precision bf16`` / ``fp16``) ``exp(logvar)`` and the sums over a whole
+utterance's features, large numbers summed element by element, stay in
+float32.
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -24,7 +30,10 @@ import math
 
 import torch
 
+from speechbrain_ssv.utils.precision import float32_loss
 
+
+@float32_loss
 def gaussian_kl(mu, logvar):
     """``D_KL(N(mu, diag(exp(logvar))) || N(0, I))``, the first term of Eq. 5.
 
@@ -54,6 +63,7 @@ def gaussian_kl(mu, logvar):
     return kl.flatten(1).sum(1).mean()
 
 
+@float32_loss
 def gaussian_nll(x_hat, x, sigma=1.0):
     """``-log p(x | z)`` for ``p(x | z) = N(x; x_hat, sigma^2 I)``, the
     reconstruction term of Eq. 5 (one sample of ``z``).
@@ -97,6 +107,7 @@ def gaussian_nll(x_hat, x, sigma=1.0):
     return per_elem.flatten(1).sum(1).mean()
 
 
+@float32_loss
 def elbo_loss(x_hat, x, mu, logvar, beta=1.0, sigma=1.0):
     """Negative ELBO, Eq. 5: ``nll + beta * kl``.
 

@@ -288,7 +288,8 @@ def main(argv=None):
         res = measure(brain, hp, data, args.steps)
     res.update(
         recipe=args.recipe,
-        size=args.size,
+        size=None if args.data_folder else args.size,
+        data_folder=data_folder,
         num_workers=args.num_workers,
         batch_size=hp["batch_size"],
         device=args.device,

@@ -52,6 +52,11 @@ class AugmentBank:
         Keep at most this many seconds of each file (RIR tails, long noise).
     replacements : dict | None
         ``{"data_root": "/path"}`` for ``$data_root`` in the CSV's paths.
+    max_device_mb : float
+        A bank of at most this size is copied once to the device of the
+        waveforms it augments, so crops are gathered there (on a GPU, a
+        host-side gather plus copy per step cost more than the model's
+        step); a larger one stays in host memory and only its crops move.
 
     Example
     -------
@@ -75,12 +80,15 @@ class AugmentBank:
         cache_file=None,
         max_seconds=None,
         replacements=None,
+        max_device_mb=1024,
     ):
         self.csv_file = csv_file
         self.sample_rate = sample_rate
         self.cache_file = cache_file
         self.max_seconds = max_seconds
         self.replacements = dict(replacements or {})
+        self.max_device_mb = max_device_mb
+        self._on_device = {}
         self.samples = None
         self.offsets = None
         self.lengths = None
@@ -250,55 +258,93 @@ class AugmentBank:
         """
         return torch.randint(len(self), (n,), generator=generator)
 
-    def crops(self, index, length, generator=None):
+    def source(self, device):
+        """The samples to gather from for waveforms on ``device``: a copy
+        made once on that device when the bank is small enough, else the
+        host tensor.
+
+        Arguments
+        ---------
+        device : torch.device | str
+            Device of the waveforms.
+
+        Returns
+        -------
+        torch.Tensor
+            Flat float32 samples.
+        """
+        self._require_loaded()
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.samples
+        if device not in self._on_device:
+            size_mb = self.samples.numel() * 4 / 2**20
+            self._on_device[device] = (
+                self.samples.to(device)
+                if size_mb <= self.max_device_mb
+                else None
+            )
+        on_device = self._on_device[device]
+        return self.samples if on_device is None else on_device
+
+    def crops(self, index, length, generator=None, device="cpu"):
         """A random ``length``-sample window of each chosen file; files
         shorter than ``length`` are tiled (repeated) to fill it.
 
         Arguments
         ---------
         index : torch.Tensor
-            ``[n]`` file indices.
+            ``[n]`` file indices (CPU).
         length : int
             Samples per crop.
         generator : torch.Generator | None
             CPU generator for the start offsets.
+        device : torch.device | str
+            Where the crops are wanted.
 
         Returns
         -------
         torch.Tensor
-            ``[n, length]`` float32 on the bank's device (CPU).
+            ``[n, length]`` float32 on ``device``.
         """
         self._require_loaded()
+        samples = self.source(device)
         lens = self.lengths[index]
         start = (
             torch.rand(len(index), generator=generator) * lens.clamp(min=1)
         ).long()
-        pos = (start[:, None] + torch.arange(length)[None, :]) % lens[:, None]
-        flat = self.offsets[index][:, None] + pos
-        return self._gather(flat)
+        # Index arithmetic where the samples are: [n] values move, not
+        # [n, length] indices.
+        at = samples.device
+        lens, start = lens.to(at), start.to(at)
+        offsets = self.offsets[index].to(at)
+        pos = torch.arange(length, device=at)[None, :] + start[:, None]
+        flat = offsets[:, None] + pos % lens[:, None]
+        return samples[flat.reshape(-1)].reshape(flat.shape).to(device)
 
-    def whole(self, index):
+    def whole(self, index, device="cpu"):
         """Each chosen file from its start, zero-padded to the longest.
 
         Arguments
         ---------
         index : torch.Tensor
-            ``[n]`` file indices.
+            ``[n]`` file indices (CPU).
+        device : torch.device | str
+            Where the result is wanted.
 
         Returns
         -------
         tuple
-            ``([n, L] float32, [n] lengths in samples)``.
+            ``([n, L] float32 on device, [n] lengths in samples on CPU)``.
         """
         self._require_loaded()
+        samples = self.source(device)
         lens = self.lengths[index]
         width = int(lens.max())
-        pos = torch.arange(width)[None, :]
-        valid = pos < lens[:, None]
-        flat = self.offsets[index][:, None] + pos.clamp(max=width - 1)
-        flat = torch.where(valid, flat, self.offsets[index][:, None])
-        out = self._gather(flat)
-        return out * valid, lens
-
-    def _gather(self, flat):
-        return self.samples[flat.reshape(-1)].reshape(flat.shape)
+        at = samples.device
+        pos = torch.arange(width, device=at)[None, :]
+        valid = pos < lens.to(at)[:, None]
+        offsets = self.offsets[index].to(at)[:, None]
+        flat = torch.where(valid, offsets + pos, offsets)
+        out = samples[flat.reshape(-1)].reshape(flat.shape) * valid
+        return out.to(device), lens

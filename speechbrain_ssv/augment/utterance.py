@@ -29,6 +29,40 @@ from speechbrain_ssv.utils.errors import HparamsError
 CONDITIONS = ("clean", "noise", "reverb", "noise_reverb")
 
 
+def fft_size(n):
+    """The smallest size >= ``n`` whose only prime factors are 2, 3 and 5
+    (FFT libraries are slow on sizes with large prime factors; the linear
+    convolution only needs a size of at least ``n``).
+
+    Arguments
+    ---------
+    n : int
+        Minimum size.
+
+    Returns
+    -------
+    int
+        A 5-smooth size.
+
+    Example
+    -------
+    >>> fft_size(63999), fft_size(64000), fft_size(7)
+    (64000, 64000, 8)
+    """
+    best = 1 << max(0, (n - 1).bit_length())  # a power of two always fits
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 class UtteranceAugment(torch.nn.Module):
     """Noise and/or reverberation, drawn independently per utterance.
 
@@ -172,10 +206,9 @@ class UtteranceAugment(torch.nn.Module):
         """Convolve each row with its own RIR (FFT), aligned on the RIR's
         direct path (its peak), average amplitude restored."""
         n, width = x.shape
-        rir, rir_len = self.rir_bank.whole(self.rir_bank.draw(n))
-        rir = rir.to(x.device, non_blocking=True)
+        rir, _ = self.rir_bank.whole(self.rir_bank.draw(n), device=x.device)
         direct = rir.abs().argmax(dim=1)
-        size = width + rir.shape[1] - 1
+        size = fft_size(width + rir.shape[1] - 1)
         spec = torch.fft.rfft(x, n=size) * torch.fft.rfft(rir, n=size)
         full = torch.fft.irfft(spec, n=size)
         pos = direct[:, None] + torch.arange(width, device=x.device)[None, :]
@@ -191,8 +224,9 @@ class UtteranceAugment(torch.nn.Module):
         """SpeechBrain's AddNoise mixing, with a noise crop and an SNR per
         row."""
         n, width = x.shape
-        noise = self.noise_bank.crops(self.noise_bank.draw(n), width)
-        noise = noise.to(x.device, non_blocking=True)
+        noise = self.noise_bank.crops(
+            self.noise_bank.draw(n), width, device=x.device
+        )
         valid = self._valid_mask(n_samples, width, x.device)
         noise = noise * valid
         lengths = n_samples[:, None].to(x.device)

@@ -20,7 +20,14 @@ from speechbrain_ssv.eval.verification import evaluate_verification
 
 
 def unwrap(module):
-    """Return the module inside a DDP / DataParallel wrapper.
+    """Return the module inside DDP / DataParallel and ``torch.compile``
+    wrappers (SpeechBrain's ``--compile`` compiles first, then DDP-wraps).
+
+    A compiled module forwards attribute access to the original, but its
+    ``state_dict`` names carry an ``_orig_mod.`` prefix and a compiled
+    container (``ModuleDict``) supports neither ``in`` nor indexing;
+    checkpoints, exports, fingerprints and the EMA teacher must see the
+    original.
 
     Arguments
     ---------
@@ -38,7 +45,15 @@ def unwrap(module):
     >>> unwrap(lin) is lin
     True
     """
-    return getattr(module, "module", module)
+    while True:
+        # torch.compile's OptimizedModule keeps the original in _orig_mod;
+        # on a bare module the lookup raises AttributeError: default None.
+        inner = getattr(module, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(module, "module", None)
+        if inner is None or inner is module:
+            return module
+        module = inner
 
 
 def weights_fingerprint(modules):

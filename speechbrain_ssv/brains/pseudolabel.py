@@ -741,8 +741,11 @@ class PseudoLabelBrain(SupervisedBrain):
             Called as ``loss(cosine, labels, feature_norms=None)``.
         """
         name = getattr(self.hparams, "margin_loss", None)
+        # unwrap: ``--compile`` without compile_module_keys compiles every
+        # module, and a compiled ModuleDict supports neither ``in`` nor
+        # indexing.
         losses = (
-            self.modules["margin_losses"]
+            unwrap(self.modules["margin_losses"])
             if "margin_losses" in self.modules
             else None
         )

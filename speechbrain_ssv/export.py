@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from speechbrain_ssv.utils.errors import SSVInputError
-from speechbrain_ssv.utils.io import save_torch
+from speechbrain_ssv.utils.io import make_temp_dir, save_torch
 
 FEATURE_KEYS = ("compute_features", "mean_var_norm")
 EXPORT_MARKER = "export_info.json"
@@ -229,7 +229,7 @@ def export_checkpoint(
             )
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".export.", dir=parent)
+    tmp_dir = make_temp_dir(".export.", parent)
     try:
         files = _write_folder(
             tmp_dir,
@@ -255,7 +255,7 @@ def export_checkpoint(
         if verify:
             verify_export(tmp_dir)
         if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=".export-old.", dir=parent)
+            old = make_temp_dir(".export-old.", parent)
             os.replace(out_dir, os.path.join(old, "x"))
             os.replace(tmp_dir, out_dir)
             shutil.rmtree(old, ignore_errors=True)

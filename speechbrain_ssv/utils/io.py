@@ -15,6 +15,54 @@ import soundfile as sf
 import torch
 
 
+def current_umask():
+    """The process's umask (read without changing it for other threads
+    longer than the two calls take).
+
+    Returns
+    -------
+    int
+        The mask, e.g. ``0o022``.
+
+    Example
+    -------
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(prefix, parent):
+    """``tempfile.mkdtemp`` with the mode an ordinary ``os.makedirs`` would
+    give (``0o777 & ~umask``): mkdtemp always makes 0700 folders, which
+    would leave a renamed-into-place result unreadable to the other users
+    of a shared machine.
+
+    Arguments
+    ---------
+    prefix : str
+        Name prefix.
+    parent : str
+        Folder to create it in.
+
+    Returns
+    -------
+    str
+        The new folder.
+
+    Example
+    -------
+    >>> d = make_temp_dir(".x.", getfixture("tmpdir"))
+    >>> oct(os.stat(d).st_mode & 0o777) == oct(0o777 & ~current_umask())
+    True
+    """
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` when
@@ -50,6 +98,10 @@ def atomic_path(path):
         prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder
     )
     os.close(fd)
+    # mkstemp creates 0600 files; a plain open() would give 0666 & ~umask,
+    # which is what users of a shared machine expect of corpora, manifests,
+    # results and exports.
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, path)

@@ -219,3 +219,33 @@ def test_verify_export_checks_normaliser_statistics(recipe_output, tmp_path):
     open(os.path.join(folder, "hyperparams.yaml"), "w").write(text)
     with pytest.raises(RuntimeError, match="glob_mean"):
         verify_export(folder)
+
+
+def test_written_files_honour_umask(recipe_output, tmp_path):
+    # A shared cluster: with umask 022 others must be able to read corpora,
+    # manifests, results and exported models (mkstemp/mkdtemp alone give
+    # 0600 files and 0700 folders, whatever the umask).
+    from speechbrain_ssv.utils.io import write_json
+
+    out, _, _ = recipe_output
+    old = os.umask(0o022)
+    try:
+        write_json(str(tmp_path / "r" / "results.json"), {"eer": 0.1})
+        folder = export_checkpoint(
+            str(out / "save"),
+            str(tmp_path / "pretrained"),
+            hparams_file=str(out / "hyperparams.yaml"),
+        )
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "r" / "results.json").st_mode & 0o777 == 0o644
+    assert os.stat(folder).st_mode & 0o777 == 0o755
+    for name in os.listdir(folder):
+        mode = os.stat(os.path.join(folder, name)).st_mode & 0o777
+        assert mode & 0o044 == 0o044, f"{name}: mode {oct(mode)}"
+    old = os.umask(0o077)
+    try:
+        write_json(str(tmp_path / "private.json"), {})
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "private.json").st_mode & 0o777 == 0o600

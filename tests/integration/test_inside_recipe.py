@@ -165,3 +165,28 @@ def test_gender_recipe_on_real_plus_synthetic(
     test_rows = _rows(out / "save" / "test.csv")
     assert res["test"]["n"] == len(test_rows)
     assert 0.0 <= res["test"]["accuracy"] <= 1.0
+
+
+def test_inside_torchrun_two_ranks(tiny_corpus, tiny_tts, tmp_path):
+    # The README's torchrun command: synthesis is sharded over the ranks,
+    # the main process merges the shards only after both finished, and no
+    # model crosses run_on_main (SpeechBrain broadcasts its return value).
+    out, data = tmp_path / "out", tmp_path / "data"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node=2", *_inside(tiny_corpus, out, data, tiny_tts)[1:],
+        "--distributed_backend", "gloo", "--diagnostics", "False",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, env=_env(), cwd=REPO, timeout=1200, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-5000:]
+    res = json.load(open(out / "results.json"))
+    assert res["inside"]["training_speakers"] == 10 + N_IDS
+    merged = _rows(data / "merge" / "train.csv")
+    syn = [r for r in merged if r["synthetic"] == "1"]
+    # Both ranks' shards are in the merge: every identity, every utterance
+    # (one each went to dev).
+    assert len(syn) == N_IDS * (UTTS - 1)
+    assert len({r["spk_id"] for r in syn}) == N_IDS
+    assert all(os.path.isfile(r["wav"]) for r in syn)

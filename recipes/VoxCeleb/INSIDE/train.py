@@ -32,7 +32,7 @@ Authors
 
 import os
 
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import ddp_barrier, run_on_main
 
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
@@ -43,13 +43,27 @@ from speechbrain_ssv.recipe_utils import (
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 
+#: The YourTTS model of this process, loaded once (the embed, synthesis
+#: and diagnostics stages all use it).
+_LOADED_TTS = {}
+
 
 def _tts(hparams, run_opts):
     from speechbrain_ssv.inside.tts import load_yourtts, require_tts
 
     require_tts()
     device = hparams["tts_device"] or run_opts.get("device", "cpu")
-    return load_yourtts(hparams["tts_model_dir"], device=device)
+    key = (os.path.abspath(hparams["tts_model_dir"]), str(device))
+    if key not in _LOADED_TTS:
+        _LOADED_TTS[key] = load_yourtts(hparams["tts_model_dir"], device=device)
+    return _LOADED_TTS[key]
+
+
+def _on_main_only(func, *args):
+    """Run ``func`` for its files alone: SpeechBrain's ``run_on_main``
+    broadcasts the return value to every rank, which would pickle the TTS
+    model (and parametrized modules cannot be pickled)."""
+    func(*args)
 
 
 def _folders(hparams):
@@ -135,7 +149,7 @@ def run_inside(hparams, run_opts):
     returns the merged manifests and what results.json reports."""
     from speechbrain_ssv.inside.pipeline import synthesize_stage
 
-    run_on_main(_embed_and_pair, args=[hparams, run_opts])
+    run_on_main(_on_main_only, args=[_embed_and_pair, hparams, run_opts])
     tts, embedded, paired = _embed_and_pair(hparams, run_opts)
     folders = _folders(hparams)
     synth = synthesize_stage(
@@ -151,7 +165,10 @@ def run_inside(hparams, run_opts):
         progress=not hparams.get("noprogressbar", False),
     )
     del tts
-    run_on_main(_merge_and_diagnose, args=[hparams, run_opts])
+    # Every rank's synthesis shard is written before the main process
+    # merges them (run_on_main only waits after its function).
+    ddp_barrier()
+    run_on_main(_on_main_only, args=[_merge_and_diagnose, hparams, run_opts])
     from speechbrain_ssv.clustering.pipeline import read_stage
 
     merged = read_stage(folders["merge"])["info"]

@@ -44,6 +44,7 @@ Authors
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -476,20 +477,6 @@ def prepare_voxceleb(
         "exclude_trial_speakers": bool(exclude_trial_speakers),
         "max_speakers": None if max_speakers is None else int(max_speakers),
     }
-    if complete:
-        try:
-            with open(paths["opts"], encoding="utf-8") as f:
-                previous = json.load(f)
-        except (OSError, ValueError):
-            previous = None
-        if previous == opts:
-            logger.info(
-                "VoxCeleb preparation skipped: %s is up to date (options "
-                "unchanged)",
-                save_folder,
-            )
-            return paths
-
     # --- find the audio -------------------------------------------------
     files = {}
     for folder in folders:
@@ -511,6 +498,28 @@ def prepare_voxceleb(
         logger.info(
             "%s: %d wav files (%d already seen)", folder, len(found), n_dup
         )
+    # The listing is part of the options: a speaker folder or file added
+    # or removed after preparation re-prepares, instead of "up to date".
+    # (Names only: scandir without stat keeps this cheap at VoxCeleb2 scale,
+    # so a file rewritten in place is not noticed.)
+    listing = hashlib.sha1()
+    for utt_id in sorted(files):
+        listing.update(f"{utt_id}\t{files[utt_id][0]}\n".encode())
+    opts["audio_listing"] = listing.hexdigest()
+    if complete:
+        try:
+            with open(paths["opts"], encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        if previous == opts:
+            logger.info(
+                "VoxCeleb preparation skipped: %s is up to date (options "
+                "unchanged)",
+                save_folder,
+            )
+            return paths
+
     genders = read_gender_meta(folders)
 
     # --- trial lists ----------------------------------------------------

@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -326,3 +327,26 @@ def test_cli(tree, tmp_path, capsys):
     )
     assert json.loads(capsys.readouterr().out) == paths
     assert len(read_csv(paths["test"])) == 4
+
+
+def test_new_or_removed_audio_is_noticed(tree, tmp_path):
+    # A speaker folder added after preparation used to be silently ignored
+    # ("up to date (options unchanged)").
+    vox1, vox2 = tree
+    save = str(tmp_path / "s")
+    first = prepare_voxceleb(list(tree), save, split_ratio=(50, 50))
+    speakers = {r["spk_id"] for r in read_csv(first["train"])}
+    assert "id00014" not in speakers
+    for k in range(1, 4):
+        _wav(
+            os.path.join(vox2, "wav", "id00014", "sessA", f"{k:05d}.wav"),
+            3.5,
+            k,
+        )
+    again = prepare_voxceleb(list(tree), save, split_ratio=(50, 50))
+    rows = read_csv(again["train"]) + read_csv(again["dev"])
+    assert "id00014" in {r["spk_id"] for r in rows}
+    shutil.rmtree(os.path.join(vox2, "wav", "id00014"))
+    third = prepare_voxceleb(list(tree), save, split_ratio=(50, 50))
+    rows = read_csv(third["train"]) + read_csv(third["dev"])
+    assert "id00014" not in {r["spk_id"] for r in rows}

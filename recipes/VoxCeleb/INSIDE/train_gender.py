@@ -23,6 +23,7 @@ import os
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_ssv.brains.base import unwrap
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.inside.gender import gender_manifest, gender_scores
 from speechbrain_ssv.recipe_utils import fit_classifier, setup_experiment
@@ -77,8 +78,9 @@ def evaluate(brain, test_csv, label_encoder, hparams):
         device=brain.device,
         progress=not hparams["noprogressbar"],
     )
-    classifier = brain.modules.classifier
-    classifier = getattr(classifier, "module", classifier)
+    # Bare module (not DDP / torch.compile wrapped: a compiled classifier
+    # would recompile for this evaluation batch).
+    classifier = unwrap(brain.modules.classifier)
     with torch.no_grad():
         x = torch.stack([emb[r["ID"]] for r in rows]).to(brain.device)
         scores = classifier(x.unsqueeze(1)).squeeze(1)

@@ -54,6 +54,8 @@ def setup_experiment(argv, prepare=None):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    # The data-preparation stages read it (their bars follow --noprogressbar).
+    hparams["noprogressbar"] = bool(run_opts.get("noprogressbar", False))
     (prepare or prepare_voxceleb_data)(hparams)
     prepare_augmentation_data(hparams)
     return hparams, run_opts, hparams_file
@@ -84,6 +86,7 @@ def prepare_voxceleb_data(hparams):
             "min_duration": hparams["min_duration"],
             "seed": hparams["seed"],
             "skip_prep": hparams["skip_prep"],
+            "progress": not hparams.get("noprogressbar", False),
         },
     )
     hparams["verification_file"] = os.path.join(

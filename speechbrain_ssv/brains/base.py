@@ -96,6 +96,46 @@ def weights_fingerprint(modules):
     return h.hexdigest()[:12]
 
 
+def first_nonfinite(modules):
+    """Name of the first parameter or buffer holding NaN/inf, or None.
+
+    Arguments
+    ---------
+    modules : iterable or dict of torch.nn.Module
+        The modules (bare or wrapped), named by a dict's keys or by their
+        position.
+
+    Returns
+    -------
+    str | None
+        ``"<key or index>.<name>"`` of the first non-finite tensor.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> first_nonfinite([lin]) is None
+    True
+    >>> with torch.no_grad():
+    ...     lin.bias[0] = float("nan")
+    >>> first_nonfinite([lin])
+    '0.bias'
+    """
+    items = modules.items() if isinstance(modules, dict) else enumerate(modules)
+    for i, module in items:
+        for name, tensor in unwrap(module).state_dict().items():
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor).all())
+            ):
+                return f"{i}.{name}"
+    return None
+
+
+class TrainingDivergedError(RuntimeError):
+    """The model's weights became NaN/inf during training."""
+
+
 class LoaderOptionsMixin:
     """``make_dataloader`` that adapts the yaml's loader options to the run
     (mixed into every Brain of the package, before ``sb.Brain``)."""
@@ -238,6 +278,16 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
         if not if_main_process():
             return None
         encoder = [self.modules[k] for k in self.encoder_keys]
+        bad = first_nonfinite({k: self.modules[k] for k in self.encoder_keys})
+        if bad is not None:
+            # Otherwise the first NaN embedding would be reported "for" an
+            # audio file, blaming the data for a diverged model.
+            raise TrainingDivergedError(
+                f"the encoder's weight {bad} is NaN/inf after "
+                f"{self.optimizer_step} optimizer steps: training diverged "
+                "(lower the learning rate, or resume from an earlier "
+                "checkpoint); no trial was scored"
+            )
         model_tag = f"{model_tag}-w{weights_fingerprint(encoder)}"
         was_training = {
             k: unwrap(self.modules[k]).training for k in self.encoder_keys
@@ -253,6 +303,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
                 model_tag=model_tag,
                 batch_size=getattr(self.hparams, "verify_batch_size", 8),
                 device=self.device,
+                progress=not getattr(self, "noprogressbar", False),
             )
         finally:
             for k, mode in was_training.items():

@@ -760,6 +760,7 @@ def prepare_ffsvc(
     exclude_trial_speakers=True,
     device_with_distance=False,
     skip_prep=False,
+    progress=True,
 ):
     """Prepare FFSVC (or minivox FFSVC-variant) CSV manifests with device labels.
 
@@ -790,6 +791,8 @@ def prepare_ffsvc(
         Leave every trial speaker out of train/dev.
     device_with_distance : bool
         Device label ``<DEV>_<cm>`` (e.g. ``MIC_150``) instead of ``<DEV>``.
+    progress : bool
+        Show the header-reading progress bar.
     skip_prep : bool
         Do nothing and return the output paths (they must exist).
 
@@ -958,7 +961,13 @@ def prepare_ffsvc(
     train_set = set(train_spks)
     needed += [u for u in test_ids if utts[u].spk not in train_set]
     infos = {}
-    for utt_id in tqdm(needed, desc="Reading audio headers", mininterval=2.0):
+    bar = tqdm(
+        needed,
+        desc="Reading audio headers",
+        mininterval=2.0,
+        disable=not progress,
+    )
+    for utt_id in bar:
         infos[utt_id] = audio_info(utts[utt_id].wav, expected_sr=sample_rate)
 
     def row(u):

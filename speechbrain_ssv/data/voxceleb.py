@@ -389,6 +389,7 @@ def prepare_voxceleb(
     exclude_trial_speakers=True,
     max_speakers=None,
     skip_prep=False,
+    progress=True,
 ):
     """Prepare VoxCeleb1/2 (or minivox) CSV manifests and trial lists.
 
@@ -415,6 +416,9 @@ def prepare_voxceleb(
     max_speakers : int | None
         Keep a seeded random subset of this many training speakers (quick
         experiments).
+    progress : bool
+        Show the header-reading progress bar (``--noprogressbar`` turns it
+        off in the recipes).
     skip_prep : bool
         Do nothing and return the output paths (they must exist).
 
@@ -579,7 +583,13 @@ def prepare_voxceleb(
     needed = [u for s in train_spks for u in utts_by_spk[s]]
     needed += [u for u in test_ids if files[u][1] not in train_set]
     infos = {}
-    for utt_id in tqdm(needed, desc="Reading audio headers", mininterval=2.0):
+    bar = tqdm(
+        needed,
+        desc="Reading audio headers",
+        mininterval=2.0,
+        disable=not progress,
+    )
+    for utt_id in bar:
         infos[utt_id] = audio_info(files[utt_id][0])
 
     # --- train/dev split ------------------------------------------------

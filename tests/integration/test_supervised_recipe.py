@@ -3,6 +3,7 @@ exports a folder EncoderClassifier loads, and resumes after a kill."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,15 +52,21 @@ def _env():
 @pytest.fixture(scope="module")
 def trained(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("supervised")
-    subprocess.run(
+    proc = subprocess.run(
         _cmd(
             tiny_corpus, out, "--number_of_epochs", "2", "--verify_every", "1"
         ),
-        check=True,
         env=_env(),
         cwd=REPO,
         timeout=900,
+        capture_output=True,
+        text=True,
     )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # --noprogressbar silences the preparation's and the verification's
+    # bars too, not only SpeechBrain's.
+    for bar in ("Reading audio headers", "embeddings"):
+        assert not re.search(bar + r".*\d+%\|", proc.stderr), bar
     return out
 
 

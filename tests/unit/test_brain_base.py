@@ -66,3 +66,32 @@ def test_yaml_loader_options_adapt_to_workers_and_device():
         data, stage=None, ckpt_prefix=None, num_workers=1, **opts
     )
     assert loader.persistent_workers and loader.prefetch_factor == 4
+
+
+def test_diverged_model_is_reported_as_divergence(monkeypatch, tmp_path):
+    # A NaN weight (e.g. --lr 100) used to surface as a NaN embedding "for"
+    # an audio file, blaming the data.
+    calls = []
+    monkeypatch.setattr(
+        base, "evaluate_verification", lambda *a, **k: calls.append(1)
+    )
+    mods = {
+        "compute_features": torch.nn.Identity(),
+        "mean_var_norm": torch.nn.Identity(),
+        "embedding_model": _Enc(),
+    }
+    brain = base.VerificationBrain(
+        modules=mods,
+        hparams={"verification_file": "t.txt"},
+        run_opts={"device": "cpu"},
+    )
+    with torch.no_grad():
+        brain.modules.embedding_model.lin.weight[0, 0] = float("nan")
+    try:
+        brain.verify(str(tmp_path), "final")
+    except base.TrainingDivergedError as err:
+        assert "embedding_model.lin.weight" in str(err)
+        assert "training diverged" in str(err)
+    else:
+        raise AssertionError("a NaN weight was not reported")
+    assert calls == []

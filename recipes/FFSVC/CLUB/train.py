@@ -75,6 +75,7 @@ def prepare_ffsvc_data(hparams):
         "seed": hparams["seed"],
         "device_with_distance": hparams["device_with_distance"],
         "skip_prep": hparams["skip_prep"],
+        "progress": not hparams.get("noprogressbar", False),
     }
     run_on_main(prepare_ffsvc, kwargs=kwargs)
     paths = prepare_ffsvc(**{**kwargs, "skip_prep": True})

@@ -95,7 +95,8 @@ def split_folders(data_folder):
     ---------
     data_folder : str | os.PathLike | list
         One folder, a comma-separated list (SpeechBrain's convention for
-        ``vox1,vox2``) or a list of folders.
+        ``vox1,vox2``) or a list of folders. An existing folder whose name
+        contains a comma is taken as one folder.
 
     Returns
     -------
@@ -106,9 +107,15 @@ def split_folders(data_folder):
     -------
     >>> [os.path.basename(f) for f in split_folders("a/vox1, a/vox2")]
     ['vox1', 'vox2']
+    >>> d = os.path.join(getfixture("tmpdir"), "vox,1")
+    >>> os.makedirs(d)
+    >>> split_folders(d) == [d]
+    True
     """
     if isinstance(data_folder, (str, os.PathLike)):
-        parts = os.fspath(data_folder).split(",")
+        text = os.fspath(data_folder)
+        # A folder whose own name holds a comma is one folder, not a list.
+        parts = [text] if os.path.isdir(text) else text.split(",")
     else:
         parts = [os.fspath(p) for p in data_folder]
     folders = [os.path.abspath(p.strip()) for p in parts if p.strip()]

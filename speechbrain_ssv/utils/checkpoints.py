@@ -11,17 +11,27 @@ writes ``CKPT.yaml`` last, itself through a rename; a folder without
 ``CKPT.yaml`` is not a checkpoint to SpeechBrain, so an interrupted save is
 invisible to recovery and is removed by the next save.
 
+A save that fails for lack of space (or any other write error) raises one
+:class:`~speechbrain_ssv.utils.errors.OutputWriteError` naming the parameter
+file, and removes the unfinished folder. A run that resumes while the best
+checkpoint has a truncated or unreadable parameter file (a disk that filled,
+a copy that was cut short) warns, naming that file, and resumes from the next
+best intact checkpoint instead; the damaged folder is left for the user.
+
 Authors
  * speechbrain-ssv developers
 """
 
+import contextlib
 import logging
 import os
 import pathlib
+import pickle
 import shutil
 
 from speechbrain.utils.checkpoints import (
     CKPT_PREFIX,
+    DEFAULT_LOAD_HOOKS,
     DEFAULT_SAVE_HOOKS,
     METAFNAME,
     PARAMFILE_EXT,
@@ -36,9 +46,122 @@ from speechbrain.utils.distributed import (
 )
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_ssv.utils.errors import CheckpointError
+from speechbrain_ssv.utils.io import output_write_error
+
 logger = get_logger(__name__)
 
 _PARTIAL_SUFFIX = ".partial"
+
+# What torch.load's RuntimeErrors say about a truncated or damaged file
+# (zip archive without its central directory, legacy file cut short).
+_CORRUPT_MARKERS = (
+    "corrupt",
+    "PytorchStreamReader",
+    "unexpected EOF",
+    "zip archive",
+)
+
+
+def _is_corrupt_file_error(err):
+    """Whether ``err``, raised by a load hook, means its file is damaged.
+
+    Arguments
+    ---------
+    err : BaseException
+        What the hook raised.
+
+    Returns
+    -------
+    bool
+        ``True`` for a truncated or unreadable file; ``False`` for anything
+        else (a model mismatch, a bug in a custom hook), which must surface
+        as is rather than send recovery to an older checkpoint.
+
+    Example
+    -------
+    >>> _is_corrupt_file_error(EOFError())
+    True
+    >>> _is_corrupt_file_error(RuntimeError("size mismatch for weight"))
+    False
+    """
+    if isinstance(err, pickle.UnpicklingError):
+        # weights_only refusing a class is a property of the file's contents,
+        # shared by every checkpoint: not damage.
+        return "Weights only load failed" not in str(err)
+    if isinstance(err, (EOFError, OSError)):
+        # A file cut short also surfaces as an OSError (EINVAL) from torch's
+        # storage reader; an unreadable file (EIO, EACCES) is just as unusable.
+        return True
+    if isinstance(err, RuntimeError):
+        return any(marker in str(err) for marker in _CORRUPT_MARKERS)
+    return False
+
+
+class _CorruptParamFile(Exception):
+    """Raised inside recovery when a parameter file of a checkpoint is damaged.
+
+    Arguments
+    ---------
+    key : str
+        The recoverable's name.
+    path : pathlib.Path
+        The damaged parameter file.
+    cause : BaseException
+        What loading it raised.
+    """
+
+    def __init__(self, key, path, cause):
+        self.key = key
+        self.path = pathlib.Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {type(cause).__name__}: {cause}")
+
+
+def _about_another_file(err, path):
+    """Whether ``err`` is an OSError about a file other than ``path``.
+
+    A custom hook may open files of its own (a tokenizer model elsewhere);
+    those errors are not damage to this checkpoint and must surface as is.
+    """
+    if not isinstance(err, OSError) or err.filename is None:
+        return False
+    try:
+        return os.path.abspath(os.fsdecode(err.filename)) != os.path.abspath(
+            path
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _flag_corruption(hook, key):
+    """Wrap a load hook so a damaged file raises :class:`_CorruptParamFile`.
+
+    Arguments
+    ---------
+    hook : callable
+        ``hook(obj, path, end_of_epoch)``.
+    key : str
+        The recoverable's name.
+
+    Returns
+    -------
+    callable
+        The wrapped hook; it tells recovery *which* file was damaged, which
+        torch's own errors do not say.
+    """
+
+    def load(obj, path, end_of_epoch):
+        try:
+            return hook(obj, path, end_of_epoch)
+        except Exception as err:
+            if _is_corrupt_file_error(err) and not _about_another_file(
+                err, path
+            ):
+                raise _CorruptParamFile(key, path, err) from err
+            raise
+
+    return load
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -110,10 +233,14 @@ class AtomicCheckpointer(Checkpointer):
                     f"AtomicCheckpointer: don't know how to save recoverable '{key}' of type "
                     f"{type(obj).__name__}; register a save hook for it."
                 )
-            hook(obj, partial)
-            # SpeechBrain's hooks write on the main process only, so only it renames.
-            if if_main_process() and partial.exists():
-                os.replace(partial, final_path)
+            try:
+                hook(obj, partial)
+                # SpeechBrain's hooks write on the main process only, so only it renames.
+                if if_main_process() and partial.exists():
+                    os.replace(partial, final_path)
+            except BaseException as err:
+                self._abandon_save(ckpt_dir, final_path, partial, err)
+                raise
             saved_paramfiles[key] = final_path
 
         # Every rank has finished its part before the checkpoint becomes visible.
@@ -121,13 +248,165 @@ class AtomicCheckpointer(Checkpointer):
         if not if_main_process():
             return None
         tmp_meta = ckpt_dir / (METAFNAME + _PARTIAL_SUFFIX)
-        saved_meta = self._save_checkpoint_metafile(
-            tmp_meta, meta, end_of_epoch
-        )
-        os.replace(tmp_meta, ckpt_dir / METAFNAME)
+        try:
+            saved_meta = self._save_checkpoint_metafile(
+                tmp_meta, meta, end_of_epoch
+            )
+            os.replace(tmp_meta, ckpt_dir / METAFNAME)
+        except BaseException as err:
+            self._abandon_save(ckpt_dir, ckpt_dir / METAFNAME, tmp_meta, err)
+            raise
         ckpt_type = "end-of-epoch" if end_of_epoch else "intra-epoch"
         logger.log(verbosity, f"Saved an {ckpt_type} checkpoint in {ckpt_dir}")
         return Checkpoint(ckpt_dir, saved_meta, saved_paramfiles)
+
+    @staticmethod
+    def _abandon_save(ckpt_dir, final_path, partial, err):
+        """Cleans up after a save that raised ``err`` while writing ``final_path``.
+
+        The partial file is always removed. A write failure (no space, a
+        read-only folder, torch's zip writer failing) also removes the whole
+        unfinished checkpoint folder, whose files hold the space the user
+        needs back, and is raised as one ``OutputWriteError`` naming
+        ``final_path``; anything else (an interrupt, a hook's own error) is
+        left for the caller to re-raise, and the folder for the next save to
+        remove.
+
+        Arguments
+        ---------
+        ckpt_dir : pathlib.Path
+            The checkpoint folder being written.
+        final_path : pathlib.Path
+            The file being written (its final name).
+        partial : pathlib.Path
+            The temporary name it was written under.
+        err : BaseException
+            What the write raised.
+
+        Raises
+        ------
+        OutputWriteError
+            When ``err`` is a write failure.
+        """
+        # Classified before any removal, which frees the space it reports.
+        wrapped = (
+            output_write_error(final_path, err, [partial])
+            if isinstance(err, Exception)
+            else None
+        )
+        if not if_main_process():
+            # Only the main process writes files; it cleans up.
+            if wrapped is not None:
+                raise wrapped from err
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        if wrapped is not None:
+            # The folder has no CKPT.yaml, so it is no checkpoint: removing
+            # it loses nothing and gives the space back.
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            raise wrapped from err
+
+    def recover_if_possible(
+        self,
+        importance_key=None,
+        max_key=None,
+        min_key=None,
+        ckpt_predicate=None,
+    ):
+        """Loads the best intact checkpoint, skipping damaged ones with a warning.
+
+        Candidates are ranked as SpeechBrain ranks them (most recent, or by
+        ``max_key`` / ``min_key`` / ``importance_key``). A candidate whose
+        parameter file is truncated or unreadable is skipped with a warning
+        naming the folder and the file, and the next one is tried; the
+        damaged folder is left in place.
+
+        Arguments
+        ---------
+        importance_key : callable, optional
+            The checkpoint with the highest returned value is loaded first.
+        max_key : str, optional
+            Checkpoints with the highest value for this meta key first.
+        min_key : str, optional
+            Checkpoints with the lowest value for this meta key first.
+        ckpt_predicate : callable, optional
+            Only checkpoints for which it returns ``True`` are considered.
+
+        Returns
+        -------
+        Checkpoint or None
+            The checkpoint loaded, or ``None`` when there is none yet.
+
+        Raises
+        ------
+        CheckpointError
+            When there are checkpoints but none of them is intact.
+        """
+        candidates = self.find_checkpoints(
+            importance_key=importance_key,
+            max_key=max_key,
+            min_key=min_key,
+            ckpt_predicate=ckpt_predicate,
+        )
+        if not candidates:
+            logger.info("Would load a checkpoint here, but none found yet.")
+            return None
+        damaged = []
+        for ckpt in candidates:
+            try:
+                self._load_flagging_corruption(ckpt)
+            except _CorruptParamFile as bad:
+                logger.warning(
+                    f"Checkpoint {ckpt.path} is damaged: its parameter file "
+                    f"{bad.path.name} ({bad.path}) cannot be read "
+                    f"({type(bad.cause).__name__}: {bad.cause}); trying the "
+                    "next best checkpoint. The folder is left in place."
+                )
+                damaged.append(bad)
+                continue
+            if damaged:
+                logger.warning(
+                    f"Resumed from {ckpt.path} instead of the damaged "
+                    + ", ".join(str(bad.path.parent) for bad in damaged)
+                    + "."
+                )
+            return ckpt
+        listing = "; ".join(
+            f"{bad.path} ({type(bad.cause).__name__}: {bad.cause})"
+            for bad in damaged
+        )
+        raise CheckpointError(
+            self.checkpoints_dir,
+            f"no intact checkpoint to resume from; every candidate has a "
+            f"damaged parameter file: {listing}. Restore one from a backup, "
+            "or move the damaged CKPT+ folders away to start over.",
+        ) from damaged[-1].cause
+
+    def _load_flagging_corruption(self, checkpoint):
+        """``load_checkpoint``, but a damaged file raises :class:`_CorruptParamFile`.
+
+        Every recoverable's hook is wrapped for the duration of the load
+        only; SpeechBrain's own loading logic (missing files, optional
+        recoverables) is reused unchanged.
+
+        Arguments
+        ---------
+        checkpoint : Checkpoint
+            The checkpoint to load.
+        """
+        original = dict(self.custom_load_hooks)
+        try:
+            for key, obj in self.recoverables.items():
+                hook = original.get(key) or get_default_hook(
+                    obj, DEFAULT_LOAD_HOOKS
+                )
+                if hook is not None:
+                    self.custom_load_hooks[key] = _flag_corruption(hook, key)
+            self.load_checkpoint(checkpoint)
+        finally:
+            self.custom_load_hooks.clear()
+            self.custom_load_hooks.update(original)
 
     def _remove_interrupted_saves(self):
         """Deletes ``CKPT+*`` folders without a meta file (saves that never finished)."""

@@ -45,3 +45,45 @@ class TrialListError(SSVInputError):
 
 class HparamsError(SSVInputError):
     """An hparams file with an unknown, missing or mistyped key."""
+
+
+class OutputWriteError(SSVInputError):
+    """An output file (checkpoint, model, cache, result) that could not be
+    written: a full disk, an exceeded quota, a read-only or missing folder.
+
+    The message names the final path; whatever was partly written has
+    already been removed, so nothing half-written is left looking complete.
+
+    Arguments
+    ---------
+    where : str
+        The final path that was being written.
+    problem : str
+        The full message; it already names ``where`` (so it is not prefixed
+        again, unlike the other errors here).
+
+    Example
+    -------
+    >>> err = OutputWriteError("a.ckpt", "no space left on device while writing a.ckpt")
+    >>> str(err)
+    'no space left on device while writing a.ckpt'
+    """
+
+    def __init__(self, where, problem):
+        super().__init__(where, problem)
+        # The problem already names the path; "a.ckpt: ... writing a.ckpt"
+        # would only repeat it.
+        self.args = (problem,)
+
+    def __str__(self):
+        return self.problem
+
+    def __reduce__(self):
+        # ``args`` holds one string but ``__init__`` takes two: rebuild from
+        # both so the error survives pickling (DataLoader workers, DDP).
+        return (type(self), (self.where, self.problem))
+
+
+class CheckpointError(SSVInputError):
+    """A checkpoint folder a run cannot resume from (every candidate
+    checkpoint has a truncated or unreadable parameter file)."""

@@ -14,20 +14,29 @@ model random with only a warning. The export therefore saves the bare
 encoder's state dict and re-loads the folder to check every tensor is
 bit-identical.
 
+``export_info.json`` records the sha256 and size of every file the export
+wrote, so a later bit flip or partial copy is caught by ``verify`` rather
+than by a model that quietly scores worse.
+
 Usage::
 
     python -m speechbrain_ssv.export results/supervised_minivox/1986/save \
         --out pretrained/ecapa_minivox
+    python -m speechbrain_ssv.export verify pretrained/ecapa_minivox
 
 Authors
  * speechbrain-ssv developers 2026
 """
 
 import argparse
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 
 import torch
@@ -40,6 +49,262 @@ from speechbrain_ssv.utils.io import make_temp_dir, save_torch
 
 FEATURE_KEYS = ("compute_features", "mean_var_norm")
 EXPORT_MARKER = "export_info.json"
+PROBE_SECONDS = 1.0
+PROBE_SAMPLE_RATE = 16000
+
+
+class ExportError(SSVInputError, RuntimeError):
+    """An export folder that does not hold what ``export_info.json`` says,
+    or does not load as the model that was exported.
+
+    It is an :class:`SSVInputError` so the command line prints it without a
+    traceback, and a ``RuntimeError`` as :func:`verify_export` raised before.
+
+    Example
+    -------
+    >>> err = ExportError("a/embedding_model.ckpt", "is missing")
+    >>> isinstance(err, SSVInputError), isinstance(err, RuntimeError)
+    (True, True)
+    """
+
+
+def file_sha256(path, chunk_bytes=1 << 22):
+    """SHA-256 of a file's content, read in chunks.
+
+    Arguments
+    ---------
+    path : str
+        The file.
+    chunk_bytes : int
+        Read size.
+
+    Returns
+    -------
+    str
+        Hex digest.
+
+    Example
+    -------
+    >>> p = os.path.join(getfixture("tmpdir"), "a.txt")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("abc")
+    >>> file_sha256(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_bytes), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_records(folder, names):
+    """``{name: {"sha256", "bytes"}}`` of the files ``names`` in ``folder``."""
+    return {
+        name: {
+            "sha256": file_sha256(os.path.join(folder, name)),
+            "bytes": os.path.getsize(os.path.join(folder, name)),
+        }
+        for name in sorted(names)
+    }
+
+
+def verify_checksums(folder):
+    """Check every file ``export_info.json`` lists against its recorded
+    size and sha256.
+
+    Arguments
+    ---------
+    folder : str
+        An export folder.
+
+    Returns
+    -------
+    list
+        The names of the files checked.
+
+    Raises
+    ------
+    ExportError
+        Naming the first file that is missing, has another size or another
+        sha256, or ``export_info.json`` when it is unreadable or records no
+        checksums.
+
+    Example
+    -------
+    >>> d = getfixture("tmpdir")
+    >>> p = os.path.join(d, "w.ckpt")
+    >>> with open(p, "wb") as f:
+    ...     _ = f.write(bytes(8))
+    >>> with open(os.path.join(d, EXPORT_MARKER), "w") as f:
+    ...     json.dump({"files": _file_records(d, ["w.ckpt"])}, f)
+    >>> verify_checksums(d)
+    ['w.ckpt']
+    >>> with open(p, "r+b") as f:
+    ...     _ = f.write(bytes([1]))
+    >>> verify_checksums(d)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.export.ExportError: ...w.ckpt: sha256 ... does not match export_info.json (...): the file changed after export (bit flip, partial copy?)
+    """
+    folder = os.fspath(folder)
+    marker = os.path.join(folder, EXPORT_MARKER)
+    try:
+        with open(marker, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ExportError(
+            folder,
+            f"has no {EXPORT_MARKER}; it is not a speechbrain_ssv export",
+        ) from None
+    except (OSError, ValueError) as err:
+        raise ExportError(marker, f"cannot be read as JSON ({err})") from err
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(rec, dict) and "sha256" in rec and "bytes" in rec
+        for rec in files.values()
+    ):
+        raise ExportError(
+            marker,
+            "records no sha256 checksums (exported by an older "
+            "speechbrain-ssv); re-export the checkpoint to be able to "
+            "verify it",
+        )
+    for name, rec in sorted(files.items()):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise ExportError(
+                path,
+                f"is missing; {EXPORT_MARKER} lists it ({rec['bytes']} "
+                "bytes): an incomplete copy of the export?",
+            )
+        size = os.path.getsize(path)
+        if size != rec["bytes"]:
+            raise ExportError(
+                path,
+                f"is {size} bytes, {EXPORT_MARKER} says {rec['bytes']}: "
+                "the file changed after export (truncated or partial copy?)",
+            )
+        digest = file_sha256(path)
+        if digest != rec["sha256"]:
+            raise ExportError(
+                path,
+                f"sha256 {digest} does not match {EXPORT_MARKER} "
+                f"({rec['sha256']}): the file changed after export (bit "
+                "flip, partial copy?)",
+            )
+    return sorted(files)
+
+
+def check_export(folder, device="cpu"):
+    """Everything ``python -m speechbrain_ssv.export verify`` checks: the
+    files' checksums (:func:`verify_checksums`), then that the folder loads
+    bit-identically and embeds a probe signal to finite values
+    (:func:`verify_export`).
+
+    Arguments
+    ---------
+    folder : str
+        An export folder.
+    device : str
+        Where to load it.
+
+    Returns
+    -------
+    speechbrain.inference.speaker.EncoderClassifier
+        The loaded model.
+    """
+    # Checksums first: a flipped bit in a weight file may still load (and
+    # even embed to finite values), so only the checksum names the cause.
+    verify_checksums(folder)
+    return verify_export(folder, device=device)
+
+
+def _check_finite(state, path):
+    """Refuse a state dict with a NaN/Inf in any floating tensor."""
+    for key, tensor in state.items():
+        if (
+            torch.is_tensor(tensor)
+            and (tensor.is_floating_point() or tensor.is_complex())
+            and not torch.isfinite(tensor).all()
+        ):
+            raise SSVInputError(
+                path,
+                f"tensor '{key}' has NaN/Inf values: training diverged "
+                "before this checkpoint was saved; export an earlier one "
+                "(a CKPT+... folder, or --min-key/--max-key)",
+            )
+
+
+def _temp_prefix(out_dir, kind):
+    """Name prefix of the temporary folders an export to ``out_dir`` makes
+    next to it: ``.<kind>.<name>.<pid>@<host>.`` (``kind`` is ``export`` or
+    ``export-old``)."""
+    # The name is capped so the prefix plus mkdtemp's suffix stay well
+    # under the 255-byte file-name limit.
+    name = os.path.basename(out_dir)[:100]
+    return f".{kind}.{name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # Another user's live process.
+        return True
+    return True
+
+
+def _remove_orphans(out_dir, kind):
+    """Remove the temporary folders that a killed export to ``out_dir``
+    left next to it.
+
+    Only folders named by :func:`_temp_prefix` for this same destination,
+    by a process of this host that no longer runs, are removed: such a
+    folder is never renamed into place by anyone (its export is dead), so
+    nothing still uses it. A live export to the same destination, one from
+    another host (whose process this host cannot see) and any other
+    dot-folder are left alone.
+
+    Arguments
+    ---------
+    out_dir : str
+        The export destination (absolute).
+    kind : str
+        ``"export"`` (a folder being written) or ``"export-old"`` (the
+        previous export, moved aside for the rename; killed between the
+        two renames, it holds the only copy of that export).
+
+    Returns
+    -------
+    list
+        The folders removed.
+    """
+    parent = os.path.dirname(out_dir)
+    name = re.escape(os.path.basename(out_dir)[:100])
+    pattern = re.compile(
+        rf"\.{re.escape(kind)}\.{name}\.(\d+)@(.+)\.[A-Za-z0-9_]+"
+    )
+    host = socket.gethostname()
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry)
+        if m is None or m.group(2) != host:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        path = os.path.join(parent, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def find_checkpoint(path, min_key=None, max_key=None):
@@ -229,7 +494,10 @@ def export_checkpoint(
             )
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp_dir = make_temp_dir(".export.", parent)
+    # Before writing: a killed export's partial folder may be what fills
+    # the disk.
+    _remove_orphans(out_dir, "export")
+    tmp_dir = make_temp_dir(_temp_prefix(out_dir, "export"), parent)
     try:
         files = _write_folder(
             tmp_dir,
@@ -245,17 +513,19 @@ def export_checkpoint(
             "checkpoint": ckpt_dir,
             "training_hparams": hparams_file,
             "encoder_key": encoder_key,
-            "files": sorted(files),
         }
         info.update(extra_info or {})
+        # Hashed from the written files (not the in-memory state), so
+        # verify checks exactly the bytes that were renamed into place.
+        info["files"] = _file_records(tmp_dir, files)
         with open(
             os.path.join(tmp_dir, EXPORT_MARKER), "w", encoding="utf-8"
         ) as f:
             json.dump(info, f, indent=2, sort_keys=True)
         if verify:
-            verify_export(tmp_dir)
+            check_export(tmp_dir)
         if os.path.exists(out_dir):
-            old = make_temp_dir(".export-old.", parent)
+            old = make_temp_dir(_temp_prefix(out_dir, "export-old"), parent)
             os.replace(out_dir, os.path.join(old, "x"))
             os.replace(tmp_dir, out_dir)
             shutil.rmtree(old, ignore_errors=True)
@@ -264,6 +534,9 @@ def export_checkpoint(
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+    # Only once the new export is in place: until then a moved-aside
+    # previous export is the one copy to recover by hand.
+    _remove_orphans(out_dir, "export-old")
     return out_dir
 
 
@@ -295,12 +568,14 @@ def _write_folder(
     if encoder_parts:
         state = {}
         for attr, part in encoder_parts.items():
-            part_state = _load_state(os.path.join(ckpt_dir, f"{part}.ckpt"))
+            part_path = os.path.join(ckpt_dir, f"{part}.ckpt")
+            part_state = _load_state(part_path)
+            _check_finite(part_state, part_path)
             state.update({f"{attr}.{k}": v for k, v in part_state.items()})
     else:
-        state = _load_state(
-            os.path.join(ckpt_dir, f"{encoder_key}.ckpt"), state_prefix
-        )
+        enc_path = os.path.join(ckpt_dir, f"{encoder_key}.ckpt")
+        state = _load_state(enc_path, state_prefix)
+        _check_finite(state, enc_path)
     save_torch(os.path.join(tmp_dir, "embedding_model.ckpt"), state)
     loadables["embedding_model"] = "embedding_model"
     files.append("embedding_model.ckpt")
@@ -319,6 +594,7 @@ def _write_folder(
                 "ECAPA-style Classifier heads can be exported "
                 "(pass classifier_key=None to export the encoder alone)",
             )
+        _check_finite(state, cls_ckpt)
         weight = state["weight"]
         # The yaml's out_n_neurons may exceed the label count; the weight
         # shape is the truth (SpeechBrain never checks it).
@@ -398,8 +674,9 @@ def _replace_refs(text):
 
 
 def verify_export(folder, device="cpu"):
-    """Load ``folder`` with ``EncoderClassifier`` and check that every saved
-    tensor came back bit-identical.
+    """Load ``folder`` with ``EncoderClassifier``, check that every saved
+    tensor came back bit-identical and that a probe signal (1 s of seeded
+    noise) embeds to finite values.
 
     Arguments
     ---------
@@ -412,6 +689,12 @@ def verify_export(folder, device="cpu"):
     -------
     speechbrain.inference.speaker.EncoderClassifier
         The loaded model.
+
+    Raises
+    ------
+    ExportError
+        Naming the file whose tensors did not load, or the folder when the
+        probe's embedding is not finite.
     """
     from speechbrain.inference.speaker import EncoderClassifier
 
@@ -427,14 +710,15 @@ def verify_export(folder, device="cpu"):
             loaded = model.mods[name].state_dict()
             missing = sorted(set(saved) ^ set(loaded))
             if missing:
-                raise RuntimeError(
-                    f"{path}: keys differ from the model built by hyperparams.yaml: "
-                    f"{missing[:5]}"
+                raise ExportError(
+                    path,
+                    "keys differ from the model built by hyperparams.yaml: "
+                    f"{missing[:5]}",
                 )
             for key, tensor in saved.items():
                 if not torch.equal(tensor, loaded[key].cpu()):
-                    raise RuntimeError(
-                        f"{path}: '{key}' did not load bit-identically"
+                    raise ExportError(
+                        path, f"'{key}' did not load bit-identically"
                     )
         path = os.path.join(folder, "mean_var_norm.ckpt")
         if os.path.isfile(path):
@@ -447,21 +731,88 @@ def verify_export(folder, device="cpu"):
                     torch.as_tensor(saved[key]).cpu(),
                     torch.as_tensor(getattr(norm, key, torch.empty(0))).cpu(),
                 ):
-                    raise RuntimeError(
-                        f"{path}: '{key}' did not load bit-identically"
+                    raise ExportError(
+                        path, f"'{key}' did not load bit-identically"
                     )
+        # Finite weights can still embed to NaN (e.g. a zero std in the
+        # normaliser statistics); a seeded probe makes the check repeatable.
+        gen = torch.Generator().manual_seed(0)
+        probe = 0.1 * torch.randn(
+            1, int(PROBE_SECONDS * PROBE_SAMPLE_RATE), generator=gen
+        )
+        with torch.no_grad():
+            emb = model.encode_batch(probe.to(device))
+        if not torch.isfinite(emb).all():
+            raise ExportError(
+                folder,
+                f"the embedding of a {PROBE_SECONDS:g} s noise probe has "
+                "NaN/Inf values although the folder loads: the weights or "
+                "the normaliser statistics (mean_var_norm.ckpt) are not "
+                "finite (training diverged?)",
+            )
     return model
+
+
+def _verify_main(argv):
+    """``python -m speechbrain_ssv.export verify FOLDER``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_ssv.export verify",
+        description="Check an export folder: every file's size and sha256 "
+        f"against {EXPORT_MARKER}, that EncoderClassifier loads it "
+        "bit-identically, and that it embeds a probe signal to finite values.",
+    )
+    parser.add_argument("folder", help="an export folder")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        check_export(args.folder, device=args.device)
+    except SSVInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.folder}: OK")
+    return 0
+
+
+def _wants_verify(argv):
+    # A save folder literally named "verify" is still exported when --out
+    # is given (or pass it as ./verify).
+    return (
+        bool(argv)
+        and argv[0] == "verify"
+        and not any(a == "--out" or a.startswith("--out=") for a in argv[1:])
+    )
 
 
 def main(argv=None):
     """Command-line entry point (``python -m speechbrain_ssv.export``).
 
+    ``SAVE_FOLDER --out OUT`` exports; ``verify FOLDER`` checks an export.
+
     Arguments
     ---------
     argv : list | None
         Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after printing an input error.
+
+    Example
+    -------
+    >>> _wants_verify(["verify", "pretrained/ecapa"])
+    True
+    >>> _wants_verify(["verify", "--out", "pretrained/ecapa"])
+    False
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_verify(argv):
+        return _verify_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="python -m speechbrain_ssv.export verify FOLDER checks an "
+        "existing export.",
+    )
     parser.add_argument(
         "checkpoint", help="CKPT+... folder or a recipe save folder"
     )
@@ -490,19 +841,24 @@ def main(argv=None):
         if not sep or not attr or not key:
             parser.error(f"--encoder-part {spec!r}: expected ATTR=KEY")
         parts[attr] = key
-    out = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        hparams_file=args.hparams,
-        encoder_key=args.encoder_key,
-        state_prefix=args.state_prefix,
-        min_key=args.min_key,
-        max_key=args.max_key,
-        verify=not args.no_verify,
-        encoder_parts=parts or None,
-    )
+    try:
+        out = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            hparams_file=args.hparams,
+            encoder_key=args.encoder_key,
+            state_prefix=args.state_prefix,
+            min_key=args.min_key,
+            max_key=args.max_key,
+            verify=not args.no_verify,
+            encoder_parts=parts or None,
+        )
+    except SSVInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"exported to {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -249,3 +249,105 @@ def test_written_files_honour_umask(recipe_output, tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "private.json").st_mode & 0o777 == 0o600
+
+
+def test_export_verify_detects_bit_flip(recipe_output, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from speechbrain_ssv.export import check_export
+
+    out, _, _ = recipe_output
+    folder = export_checkpoint(out / "save", tmp_path / "pretrained")
+    info = json.load(open(os.path.join(folder, "export_info.json")))
+    assert sorted(info["files"]) == sorted(
+        [
+            "hyperparams.yaml",
+            "embedding_model.ckpt",
+            "classifier.ckpt",
+            "label_encoder.ckpt",
+        ]
+    )
+    for name, rec in info["files"].items():
+        assert rec["bytes"] == os.path.getsize(os.path.join(folder, name))
+        assert len(rec["sha256"]) == 64
+    # An untouched export passes.
+    check_export(folder)
+    path = os.path.join(folder, "embedding_model.ckpt")
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(
+        SSVInputError,
+        match=r"embedding_model\.ckpt: sha256 [0-9a-f]{64} does not match "
+        r"export_info\.json \("
+        + info["files"]["embedding_model.ckpt"]["sha256"],
+    ):
+        check_export(folder)
+    proc = subprocess.run(
+        [sys.executable, "-m", "speechbrain_ssv.export", "verify", folder],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "embedding_model.ckpt" in proc.stderr
+    assert "bit flip" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_export_refuses_diverged_checkpoint(recipe_output, tmp_path):
+    out, _, _ = recipe_output
+    ckpt = find_checkpoint(out / "save")
+    path = os.path.join(ckpt, "embedding_model.ckpt")
+    state = torch.load(path)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    torch.save(state, path)
+    with pytest.raises(SSVInputError, match="diverged") as err:
+        export_checkpoint(out / "save", tmp_path / "p")
+    assert "embedding_model.ckpt" in str(err.value)
+    assert os.path.basename(ckpt) in str(err.value)
+    assert repr(key) in str(err.value)
+    assert not (tmp_path / "p").exists()
+    # Nothing half-written is left next to the destination either.
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".export")]
+
+
+def test_export_removes_orphan_temp_folders(recipe_output, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out, _, _ = recipe_output
+    dest = tmp_path / "models" / "pretrained"
+    dest.parent.mkdir()
+    # The pid of a process that has exited: what a killed export leaves.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    orphans = [
+        dest.parent / f".export.pretrained.{dead.pid}@{host}.abc123_x",
+        dest.parent / f".export-old.pretrained.{dead.pid}@{host}.q9w8e7r6",
+    ]
+    for orphan in orphans:
+        (orphan / "x").mkdir(parents=True)
+        (orphan / "x" / "embedding_model.ckpt").write_bytes(b"partial")
+    # Kept: another destination's, a live export's, and a user's folder.
+    kept = [
+        dest.parent / f".export.other.{dead.pid}@{host}.abc123_x",
+        dest.parent / f".export.pretrained.{os.getppid()}@{host}.abc123_x",
+        dest.parent / ".export.notes",
+    ]
+    for folder in kept:
+        folder.mkdir()
+    export_checkpoint(out / "save", dest, verify=False)
+    for orphan in orphans:
+        assert not orphan.exists(), orphan
+    for folder in kept:
+        assert folder.exists(), folder
+    assert sorted(os.listdir(dest.parent)) == sorted(
+        ["pretrained"] + [f.name for f in kept]
+    )

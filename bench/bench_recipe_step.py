@@ -49,28 +49,70 @@ from speechbrain_ssv.utils.io import write_json  # noqa: E402
 
 #: --recipe name -> (recipe folder, minivox yaml, dataset builder name).
 RECIPES = {
-    "supervised": ("Supervised", "ecapa_minivox.yaml", "supervised"),
-    "sdpn": ("SDPN", "sdpn_minivox.yaml", "multicrop"),
-    "dino": ("SDPN", "dino_minivox.yaml", "multicrop"),
-    "i_ap": ("MixAP", "i_ap_minivox.yaml", "two_views"),
+    "supervised": ("VoxCeleb/Supervised", "ecapa_minivox.yaml", "supervised"),
+    "sdpn": ("VoxCeleb/SDPN", "sdpn_minivox.yaml", "multicrop"),
+    "dino": ("VoxCeleb/SDPN", "dino_minivox.yaml", "multicrop"),
+    "i_ap": ("VoxCeleb/MixAP", "i_ap_minivox.yaml", "two_views"),
+    # The pseudo-label recipe's training stage: the supervised data path on
+    # cluster labels; the corpus's speaker labels stand in for them (same
+    # columns, same loader and augmentation).
+    "pseudolabel": (
+        "VoxCeleb/PseudoLabel",
+        "pseudolabel_minivox.yaml",
+        "pseudolabel",
+    ),
+    "club": ("FFSVC/CLUB", "club_minivox.yaml", "club"),
 }
 
 
-def corpus(size, folder=None):
+def corpus(size, variant="voxceleb", folder=None):
     """Path of a minivox corpus of ``size``, generated once (cached)."""
     from speechbrain_ssv.data.minivox import generate_minivox
 
     folder = folder or os.path.join(
-        tempfile.gettempdir(), f"ssv_bench_minivox_{size}"
+        tempfile.gettempdir(), f"ssv_bench_minivox_{variant}_{size}"
     )
     if not os.path.isfile(os.path.join(folder, "meta", "minivox.json")):
-        generate_minivox(folder, size=size, workers=os.cpu_count() or 1)
+        generate_minivox(
+            folder,
+            size=size,
+            variant=variant,
+            workers=os.cpu_count() or 1,
+        )
     return folder
 
 
+def _club_data(hp, hparams_file, num_workers):
+    """The CLUB recipe's own data preparation, datasets and pair sampler
+    (imported from its train.py, whose work is all inside main())."""
+    import importlib.util
+
+    from speechbrain_ssv.data.samplers import SpeakerPairSampler
+
+    path = os.path.join(REPO, "recipes", "FFSVC", "CLUB", "train.py")
+    spec = importlib.util.spec_from_file_location("club_train", path)
+    club = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(club)
+    club.prepare_ffsvc_data(hp)
+    club.check_speaker_encoder(hp, hparams_file)
+    data = club.dataio_prep(hp, hparams_file)[0]
+    sampler = SpeakerPairSampler.from_dataset(
+        data,
+        hp["batch_speakers"],
+        seed=hp["seed"],
+        max_pairs_per_speaker=hp["max_pairs_per_speaker"],
+    )
+    loader_kwargs = {"batch_sampler": sampler, "num_workers": num_workers}
+    for key in ("persistent_workers", "prefetch_factor", "pin_memory"):
+        if key in hp["valid_dataloader_options"]:
+            loader_kwargs[key] = hp["valid_dataloader_options"][key]
+    return data, loader_kwargs
+
+
 def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
-    """The recipe's hparams, Brain and training dataset, as its train.py
-    builds them (data preparation and augmentation banks included)."""
+    """The recipe's hparams, Brain, training dataset and loader options, as
+    its train.py builds them (data preparation and augmentation banks
+    included)."""
     from speechbrain_ssv.recipe_utils import (
         load_augmentation_banks,
         prepare_voxceleb_data,
@@ -78,7 +120,7 @@ def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
     from speechbrain_ssv.utils.hparams import load_hparams
 
     folder, yaml_name, kind = RECIPES[recipe]
-    path = os.path.join(REPO, "recipes", "VoxCeleb", folder, "hparams")
+    path = os.path.join(REPO, "recipes", folder, "hparams")
     overrides = {
         "data_folder": data_folder,
         "output_folder": out,
@@ -86,11 +128,23 @@ def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
         "verify_every": 0,
     }
     if batch_size:
-        overrides["batch_size"] = batch_size
-    hp = load_hparams(os.path.join(path, yaml_name), overrides)
-    prepare_voxceleb_data(hp)
-    load_augmentation_banks(hp)
-    if kind == "supervised":
+        # CLUB's batches are speaker pairs: batch_speakers x 2 utterances.
+        key = "batch_speakers" if kind == "club" else "batch_size"
+        overrides[key] = batch_size // 2 if kind == "club" else batch_size
+    hparams_file = os.path.join(path, yaml_name)
+    hp = load_hparams(hparams_file, overrides)
+    hp["noprogressbar"] = True
+    loader_kwargs = hp.get("dataloader_options")
+    if kind == "club":
+        from speechbrain_ssv.brains.disentangle import DisentangleBrain
+
+        data, loader_kwargs = _club_data(hp, hparams_file, num_workers)
+        load_augmentation_banks(hp)
+        brain_class = DisentangleBrain
+    else:
+        prepare_voxceleb_data(hp)
+        load_augmentation_banks(hp)
+    if kind in ("supervised", "pseudolabel"):
         from speechbrain_ssv.brains.supervised import SupervisedBrain
         from speechbrain_ssv.data.pipelines import make_supervised_datasets
 
@@ -102,6 +156,12 @@ def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
             sample_rate=hp["sample_rate"],
         )
         brain_class = SupervisedBrain
+        if kind == "pseudolabel":
+            from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
+
+            brain_class = PseudoLabelBrain
+    elif kind == "club":
+        pass
     elif kind == "multicrop":
         from speechbrain_ssv.brains.sdpn import SDPNBrain
         from speechbrain_ssv.data.pipelines import make_multicrop_dataset
@@ -133,7 +193,7 @@ def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
         run_opts=run_opts,
         checkpointer=None,
     )
-    return hp, brain, data
+    return hp, brain, data, loader_kwargs
 
 
 class Timed(torch.nn.Module):
@@ -165,16 +225,14 @@ class Timed(torch.nn.Module):
         return self.inner.replicate_labels(labels)
 
 
-def measure(brain, hp, data, steps):
+def measure(brain, hp, data, loader_kwargs, steps):
     """Run the steps; return the measured figures."""
     cuda = str(brain.device).startswith("cuda")
     timed = None
     if hp.get("wav_augment") is not None:
         timed = Timed(hp["wav_augment"], brain.device)
         brain.hparams.wav_augment = timed
-    loader = brain.make_dataloader(
-        data, stage=sb.Stage.TRAIN, **hp["dataloader_options"]
-    )
+    loader = brain.make_dataloader(data, stage=sb.Stage.TRAIN, **loader_kwargs)
     brain.on_fit_start()
     brain.on_stage_start(sb.Stage.TRAIN, 1)
     brain.modules.train()
@@ -269,7 +327,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    data_folder = args.data_folder or corpus(args.size)
+    variant = "ffsvc" if args.recipe == "club" else "voxceleb"
+    data_folder = args.data_folder or corpus(args.size, variant)
     run_opts = {
         "device": args.device,
         "precision": args.precision,
@@ -277,7 +336,7 @@ def main(argv=None):
         "compile": args.compile,
     }
     with tempfile.TemporaryDirectory() as out:
-        hp, brain, data = build(
+        hp, brain, data, loader_kwargs = build(
             args.recipe,
             data_folder,
             out,
@@ -285,13 +344,13 @@ def main(argv=None):
             args.batch_size,
             run_opts,
         )
-        res = measure(brain, hp, data, args.steps)
+        res = measure(brain, hp, data, loader_kwargs, args.steps)
     res.update(
         recipe=args.recipe,
         size=None if args.data_folder else args.size,
         data_folder=data_folder,
         num_workers=args.num_workers,
-        batch_size=hp["batch_size"],
+        batch_size=hp.get("batch_size", 2 * hp.get("batch_speakers", 0)),
         device=args.device,
         device_name=torch.cuda.get_device_name()
         if args.device.startswith("cuda")

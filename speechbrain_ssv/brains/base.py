@@ -283,7 +283,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
             # Otherwise the first NaN embedding would be reported "for" an
             # audio file, blaming the data for a diverged model.
             raise TrainingDivergedError(
-                f"the encoder's weight {bad} is NaN/inf after "
+                f"the encoder's tensor {bad} (parameter or buffer) is NaN/inf after "
                 f"{self.optimizer_step} optimizer steps: training diverged "
                 "(lower the learning rate, or resume from an earlier "
                 "checkpoint); no trial was scored"

@@ -335,7 +335,10 @@ def make_supervised_datasets(
             label_encoder_path,
             f"holds {len(label_encoder)} labels but {train_csv} has "
             f"{len(train_spks)} speakers ({len(stale)} unknown); it belongs "
-            "to another training set: delete it to rebuild it",
+            "to another training set (e.g. speakers were added after this "
+            "output folder was trained): train into a new --output_folder; "
+            "only if this folder holds no checkpoint of the old set, delete "
+            "it to rebuild it",
         )
     label_encoder.expect_len(len(train_spks))
 

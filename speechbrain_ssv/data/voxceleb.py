@@ -491,6 +491,12 @@ def prepare_voxceleb(
     # --- find the audio -------------------------------------------------
     files = {}
     for folder in folders:
+        if not os.path.isdir(folder):
+            raise ManifestError(
+                folder,
+                "data folder does not exist; expected the layout "
+                f"{EXPECTED_LAYOUT}",
+            )
         found = scan_wavs(folder)
         if not found:
             raise ManifestError(

@@ -42,7 +42,13 @@ import traceback
 
 import torch
 
+from speechbrain_ssv.utils.errors import SSVInputError
+
 logger = logging.getLogger(__name__)
+
+#: Exit status of a run stopped by bad input (a file, key or value the
+#: error names), as the package's other command lines use.
+USER_ERROR_STATUS = 2
 
 
 def process_group_active():
@@ -118,7 +124,9 @@ def run_recipe(main, argv=None):
     ``torchrun``.
 
     Without a process group (a plain ``python train.py ...``), this is just
-    ``main(argv)``: the function returns and exceptions propagate. Under
+    ``main(argv)``: the function returns and exceptions propagate, except
+    bad input (:class:`~speechbrain_ssv.utils.errors.SSVInputError`), which
+    is printed as one ``error: ...`` line with exit status 2. Under
     DDP, a rank that finishes waits for every other rank, tears the process
     group down and exits with status 0 without interpreter finalization; a
     rank that fails prints its traceback and exits with status 1 (or the
@@ -150,6 +158,15 @@ def run_recipe(main, argv=None):
         if not process_group_active():
             raise
         exit_process(_exit_status(exc))
+    except SSVInputError as err:
+        # Bad input: one line naming the file or key, not a traceback
+        # (SSV_TRACEBACK=1 shows it, for debugging the package itself).
+        if os.environ.get("SSV_TRACEBACK") == "1":
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        if not process_group_active():
+            sys.exit(USER_ERROR_STATUS)
+        exit_process(USER_ERROR_STATUS)
     except BaseException:
         if not process_group_active():
             raise

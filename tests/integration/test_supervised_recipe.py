@@ -123,8 +123,11 @@ def test_unknown_hparams_key_fails_clearly(tiny_corpus, tmp_path):
         text=True,
         timeout=300,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
+    assert "error: " in proc.stderr
     assert "unknown hparams key 'bacth_size'" in proc.stderr
+    # One line, not a traceback.
+    assert "Traceback" not in proc.stderr + proc.stdout
 
 
 def _intra_epoch_ckpt(save):

@@ -350,3 +350,8 @@ def test_new_or_removed_audio_is_noticed(tree, tmp_path):
     third = prepare_voxceleb(list(tree), save, split_ratio=(50, 50))
     rows = read_csv(third["train"]) + read_csv(third["dev"])
     assert "id00014" not in {r["spk_id"] for r in rows}
+
+
+def test_missing_data_folder_is_called_missing(tmp_path):
+    with pytest.raises(ManifestError, match="nope: data folder does not exist"):
+        prepare_voxceleb(str(tmp_path / "nope"), str(tmp_path / "s"))

@@ -50,7 +50,6 @@ from speechbrain_ssv.export_checks import (  # noqa: F401 (re-exported)
     _check_finite,
     _file_records,
     check_export,
-    file_sha256,
     verify_checksums,
     verify_export,
 )

@@ -8,7 +8,6 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +15,8 @@ import tempfile
 import torch
 
 from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.io import file_digest
+from speechbrain_ssv.utils.precision import first_nonfinite_key
 
 EXPORT_MARKER = "export_info.json"
 PROBE_SECONDS = 1.0
@@ -37,41 +38,11 @@ class ExportError(SSVInputError, RuntimeError):
     """
 
 
-def file_sha256(path, chunk_bytes=1 << 22):
-    """SHA-256 of a file's content, read in chunks.
-
-    Arguments
-    ---------
-    path : str
-        The file.
-    chunk_bytes : int
-        Read size.
-
-    Returns
-    -------
-    str
-        Hex digest.
-
-    Example
-    -------
-    >>> p = os.path.join(getfixture("tmpdir"), "a.txt")
-    >>> with open(p, "w") as f:
-    ...     _ = f.write("abc")
-    >>> file_sha256(p)[:16]
-    'ba7816bf8f01cfea'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_bytes), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _file_records(folder, names):
     """``{name: {"sha256", "bytes"}}`` of the files ``names`` in ``folder``."""
     return {
         name: {
-            "sha256": file_sha256(os.path.join(folder, name)),
+            "sha256": file_digest(os.path.join(folder, name), "sha256"),
             "bytes": os.path.getsize(os.path.join(folder, name)),
         }
         for name in sorted(names)
@@ -154,7 +125,7 @@ def verify_checksums(folder):
                 f"is {size} bytes, {EXPORT_MARKER} says {rec['bytes']}: "
                 "the file changed after export (truncated or partial copy?)",
             )
-        digest = file_sha256(path)
+        digest = file_digest(path, "sha256")
         if digest != rec["sha256"]:
             raise ExportError(
                 path,
@@ -191,18 +162,14 @@ def check_export(folder, device="cpu"):
 
 def _check_finite(state, path):
     """Refuse a state dict with a NaN/Inf in any floating tensor."""
-    for key, tensor in state.items():
-        if (
-            torch.is_tensor(tensor)
-            and (tensor.is_floating_point() or tensor.is_complex())
-            and not torch.isfinite(tensor).all()
-        ):
-            raise SSVInputError(
-                path,
-                f"tensor '{key}' has NaN/Inf values: training diverged "
-                "before this checkpoint was saved; export an earlier one "
-                "(a CKPT+... folder, or --min-key/--max-key)",
-            )
+    key = first_nonfinite_key(state)
+    if key is not None:
+        raise SSVInputError(
+            path,
+            f"tensor '{key}' has NaN/Inf values: training diverged "
+            "before this checkpoint was saved; export an earlier one "
+            "(a CKPT+... folder, or --min-key/--max-key)",
+        )
 
 
 def verify_export(folder, device="cpu"):

@@ -17,6 +17,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_ssv.eval.verification import evaluate_verification
+from speechbrain_ssv.utils.precision import first_nonfinite_key
 
 
 def unwrap(module):
@@ -122,13 +123,9 @@ def first_nonfinite(modules):
     """
     items = modules.items() if isinstance(modules, dict) else enumerate(modules)
     for i, module in items:
-        for name, tensor in unwrap(module).state_dict().items():
-            if (
-                isinstance(tensor, torch.Tensor)
-                and tensor.is_floating_point()
-                and not bool(torch.isfinite(tensor).all())
-            ):
-                return f"{i}.{name}"
+        key = first_nonfinite_key(unwrap(module).state_dict())
+        if key is not None:
+            return f"{i}.{key}"
     return None
 
 

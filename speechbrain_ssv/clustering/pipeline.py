@@ -54,7 +54,12 @@ from speechbrain_ssv.utils.errors import (
     ManifestError,
     SSVInputError,
 )
-from speechbrain_ssv.utils.io import atomic_path, write_json, write_text
+from speechbrain_ssv.utils.io import (
+    atomic_path,
+    file_digest,
+    write_json,
+    write_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,35 +149,6 @@ CLUSTERING_PIPELINE_DEFAULTS = {
 def _jsonable(obj):
     """``obj`` as it reads back from JSON (callables and paths as strings)."""
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def file_digest(path, chunk_bytes=1 << 22):
-    """SHA-1 of a file's content, read in chunks.
-
-    Arguments
-    ---------
-    path : str
-        The file.
-    chunk_bytes : int
-        Read size.
-
-    Returns
-    -------
-    str
-        Hex digest.
-
-    Example
-    -------
-    >>> p = os.path.join(getfixture("tmpdir"), "a.txt")
-    >>> write_text(p, "abc")
-    >>> file_digest(p)
-    'a9993e364706816aba3e25717850c26c9cd0d89d'
-    """
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_bytes), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_stage(folder):

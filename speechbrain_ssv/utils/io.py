@@ -7,6 +7,7 @@ Authors
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -372,3 +373,37 @@ def save_torch(path, obj):
             if wrapped is None:
                 raise
             raise wrapped from err
+
+
+def file_digest(path, algorithm="sha1", chunk_bytes=1 << 22):
+    """Hex digest of a file's content, read in chunks (stage bookkeeping
+    uses SHA-1, export checksums SHA-256).
+
+    Arguments
+    ---------
+    path : str
+        The file.
+    algorithm : str
+        A :mod:`hashlib` algorithm name.
+    chunk_bytes : int
+        Read size.
+
+    Returns
+    -------
+    str
+        Hex digest.
+
+    Example
+    -------
+    >>> p = os.path.join(getfixture("tmpdir"), "a.txt")
+    >>> write_text(p, "abc")
+    >>> file_digest(p)
+    'a9993e364706816aba3e25717850c26c9cd0d89d'
+    >>> file_digest(p, "sha256")[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_bytes), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -122,3 +122,35 @@ def float32_loss(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def first_nonfinite_key(state):
+    """Key of the first floating (or complex) tensor of a state dict that
+    holds NaN/Inf, or None: the one check behind the export's refusal of
+    diverged weights and the Brain's divergence error.
+
+    Arguments
+    ---------
+    state : mapping
+        A state dict (other values are ignored).
+
+    Returns
+    -------
+    str | None
+        The key.
+
+    Example
+    -------
+    >>> first_nonfinite_key({"w": torch.ones(2), "n": 3}) is None
+    True
+    >>> first_nonfinite_key({"w": torch.tensor([1.0, float("inf")])})
+    'w'
+    """
+    for key, tensor in state.items():
+        if (
+            torch.is_tensor(tensor)
+            and (tensor.is_floating_point() or tensor.is_complex())
+            and not bool(torch.isfinite(tensor).all())
+        ):
+            return key
+    return None

@@ -174,3 +174,43 @@ def test_sdpn_gradient_reaches_student_scores_not_targets():
     sdpn_loss(t, s, e)["loss"].backward()
     assert t.grad is None
     assert s.grad.abs().sum() > 0 and e.grad.abs().sum() > 0
+
+
+def _koleo_float64_brute_force(x, eps):
+    """KoLeo by explicit differences in float64 (no matrix-product shortcut)."""
+    x = torch.nn.functional.normalize(x, dim=-1)
+    diff = x.unsqueeze(1) - x.unsqueeze(0)
+    self_pair = torch.eye(x.shape[0], dtype=torch.bool)
+    # Mask before the square root: its gradient at 0 is infinite.
+    dist = diff.pow(2).sum(-1).masked_fill(self_pair, float("inf")).sqrt()
+    return -torch.log(dist.min(dim=1).values + eps).mean()
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_koleo_exact_for_near_duplicates(autocast):
+    # B = 96 is past the 25 rows where torch.cdist switches to its
+    # matrix-product formula, which cancels to 0 for rows 1e-4 apart: the
+    # regulariser then went silent on exactly the collapsed pair.
+    gen = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.normalize(torch.randn(96, 192, generator=gen), dim=-1)
+    base[1] = torch.nn.functional.normalize(base[0] + 1e-4 * base[2], dim=-1)
+    eps = 1e-8
+
+    ref_x = base.double().requires_grad_(True)
+    ref = _koleo_float64_brute_force(ref_x, eps)
+    ref.backward()
+
+    x = base.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = koleo(x, eps=eps)
+    loss.backward()
+
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(ref.item(), abs=1e-3)
+    # The near-duplicate pair carries by far the largest gradient (~200 per
+    # row here); it must match the float64 one, not vanish.
+    for row in (0, 1):
+        ref_norm = ref_x.grad[row].norm().item()
+        assert ref_norm > 100
+        assert x.grad[row].norm().item() == pytest.approx(ref_norm, rel=1e-2)
+    assert torch.allclose(x.grad, ref_x.grad.float(), rtol=1e-2, atol=1e-2)

@@ -186,13 +186,17 @@ def _koleo_float64_brute_force(x, eps):
     return -torch.log(dist.min(dim=1).values + eps).mean()
 
 
-@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize(
+    "autocast", [False, True], ids=["fp32", "bf16-autocast"]
+)
 def test_koleo_exact_for_near_duplicates(autocast):
     # B = 96 is past the 25 rows where torch.cdist switches to its
     # matrix-product formula, which cancels to 0 for rows 1e-4 apart: the
     # regulariser then went silent on exactly the collapsed pair.
     gen = torch.Generator().manual_seed(0)
-    base = torch.nn.functional.normalize(torch.randn(96, 192, generator=gen), dim=-1)
+    base = torch.nn.functional.normalize(
+        torch.randn(96, 192, generator=gen), dim=-1
+    )
     base[1] = torch.nn.functional.normalize(base[0] + 1e-4 * base[2], dim=-1)
     eps = 1e-8
 

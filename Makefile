@@ -10,11 +10,12 @@ DATA ?= data/minivox
 
 .PHONY: venv quickstart test lint bench clean-results
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt pins the tested versions; setup.cfg only has ranges.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "speechbrain-ssv needs Python >= 3.10; found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,tts]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,tts,minivox,faiss]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -82,6 +82,7 @@ def child(method, n, args):
                 "knn_reference": args.knn_reference,
                 "eval_every": 1 if args.history else args.epochs,
                 "eval_ami": False,
+                "vat_xi": 0.01,  # the recipes' value (no code default)
             },
             # The per-epoch metrics against the blobs (--history) are
             # computed on every point, so they add to the timed cost.

@@ -2,7 +2,8 @@
 
 Times :func:`speechbrain_ssv.inside.pairing.layered_nn_pairs` (the paper's
 layered nearest-neighbour traversal within each gender) with exact chunked
-search and with the inverted-file (``ivf``) approximate search, and
+search and with the inverted-file approximate search, in torch (``ivf``)
+and through faiss (``ivf-faiss``, needs ``pip install faiss-cpu``), and
 :func:`~speechbrain_ssv.inside.pairing.random_pairs` (INSIDE-Syn), for
 ``--pairs`` pairs (default 40k, the paper's ID-Exp identity count).
 
@@ -45,7 +46,13 @@ import time
 
 from peak_memory import reset_peak, rss_kb
 
-METHODS = ("exact", "ivf", "random")
+METHODS = ("exact", "ivf", "ivf-faiss", "random")
+# Search mode and backend of each nearest-neighbour method.
+SEARCH = {
+    "exact": ("exact", "torch"),
+    "ivf": ("ivf", "torch"),
+    "ivf-faiss": ("ivf", "faiss"),
+}
 LATENT = 64
 
 
@@ -121,9 +128,10 @@ def _quality(x, speakers, genders, pairs, method, n_check, seed, k=10):
         t0 = time.perf_counter()
         exact, _ = nearest_neighbours(xg, kk, query_indices=queries)
         extrapolated += (time.perf_counter() - t0) * len(members) / len(queries)
-        if method == "ivf":
+        if method != "exact":
+            mode, backend = SEARCH[method]
             approx, _ = nearest_neighbours(
-                xg, kk, mode="ivf", query_indices=queries
+                xg, kk, mode=mode, backend=backend, query_indices=queries
             )
             for e, a in zip(exact.tolist(), approx.tolist()):
                 found1 += e[0] in a[:1]
@@ -151,7 +159,10 @@ def child(method, n, args):
     def run(xx, spk, gen, t):
         if method == "random":
             return random_pairs(spk, gen, t, seed=0)
-        return layered_nn_pairs(torch.from_numpy(xx), spk, gen, t, mode=method)
+        mode, backend = SEARCH[method]
+        return layered_nn_pairs(
+            torch.from_numpy(xx), spk, gen, t, mode=mode, backend=backend
+        )
 
     # Warm-up: lazily loaded kernels and thread pools are a fixed cost.
     w = min(n, 2000)
@@ -283,16 +294,17 @@ def main(argv=None):
                 rows.append(run_child(method, n, args, out))
                 r = rows[-1]
                 print(
-                    f"  {method:>6} n={n}: {r['seconds']:.1f} s, "
+                    f"  {method:>9} n={n}: {r['seconds']:.1f} s, "
                     f"+{r['peak_extra_gb']:.2f} GB",
                     flush=True,
                 )
                 if method != "random":
                     keys[method] = _pair_keys(out)
-            if len(keys) == 2:
-                overlap = len(keys["exact"] & keys["ivf"]) / len(keys["exact"])
-                for r in rows:
-                    if r["n_speakers"] == n and r["method"] == "ivf":
+            for r in rows:
+                if "exact" in keys and r["n_speakers"] == n:
+                    if r["method"] in keys and r["method"] != "exact":
+                        common = keys["exact"] & keys[r["method"]]
+                        overlap = len(common) / len(keys["exact"])
                         r["pair_overlap_with_exact"] = overlap
 
     exact_s = {
@@ -312,14 +324,14 @@ def main(argv=None):
         "extrapolated from sampled queries above)"
     )
     print(
-        f"{'speakers':>9} {'method':>6} {'seconds':>8} {'exact s':>8} "
+        f"{'speakers':>9} {'method':>9} {'seconds':>8} {'exact s':>8} "
         f"{'x exact':>7} {'+GB':>6} {'total GB':>8} {'layers':>6} "
         f"{'pair prec':>9} {'R@1':>6} {'R@10':>6} {'overlap':>7} "
         f"{'mean cos':>8}"
     )
     for r in rows:
         print(
-            f"{r['n_speakers']:>9} {r['method']:>6} {r['seconds']:>8.1f} "
+            f"{r['n_speakers']:>9} {r['method']:>9} {r['seconds']:>8.1f} "
             f"{_fmt(r['exact_seconds_ref'], '.0f'):>8} "
             f"{_fmt(r['speedup_vs_exact'], '.1f'):>7} "
             f"{r['peak_extra_gb']:>6.2f} {r['peak_total_gb']:>8.2f} "

@@ -18,10 +18,16 @@ bit-identical.
 wrote, so a later bit flip or partial copy is caught by ``verify`` rather
 than by a model that quietly scores worse.
 
+``README.md`` is the model card: method, training data, recipe, the
+evaluation table and the decision thresholds calibrated on the evaluation
+trials (``export_info.json`` holds them machine-readably); without
+evaluation metrics it says the thresholds are not calibrated.
+
 Usage::
 
     python -m speechbrain_ssv.export results/supervised_minivox/1986/save \
-        --out pretrained/ecapa_minivox
+        --out pretrained/ecapa_minivox \
+        --metrics results/supervised_minivox/1986/verification/final/metrics.json
     python -m speechbrain_ssv.export verify pretrained/ecapa_minivox
 
 Authors
@@ -42,6 +48,7 @@ from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from speechbrain_ssv.eval.report import model_card, recipe_name
 from speechbrain_ssv.export_checks import (  # noqa: F401 (re-exported)
     EXPORT_MARKER,
     PROBE_SAMPLE_RATE,
@@ -53,10 +60,22 @@ from speechbrain_ssv.export_checks import (  # noqa: F401 (re-exported)
     verify_checksums,
     verify_export,
 )
-from speechbrain_ssv.utils.errors import SSVInputError
-from speechbrain_ssv.utils.io import make_temp_dir, save_torch
+from speechbrain_ssv.utils.errors import SSVInputError, report_user_error
+from speechbrain_ssv.utils.io import make_temp_dir, save_torch, write_text
 
 FEATURE_KEYS = ("compute_features", "mean_var_norm")
+MODEL_CARD = "README.md"
+# The metrics keys a model card needs (what evaluate_verification and
+# ``python -m speechbrain_ssv.eval score`` write to metrics.json).
+CARD_METRICS = (
+    "eer",
+    "eer_threshold",
+    "min_dcf@0.01",
+    "min_dcf@0.01_threshold",
+    "min_dcf@0.05",
+    "min_dcf@0.05_threshold",
+    "n_trials",
+)
 
 
 def _temp_prefix(out_dir, kind):
@@ -252,8 +271,11 @@ def export_checkpoint(
     verify=True,
     extra_info=None,
     encoder_parts=None,
+    metrics=None,
+    method=None,
 ):
-    """Write an ``EncoderClassifier`` folder from a recipe checkpoint.
+    """Write an ``EncoderClassifier`` folder from a recipe checkpoint, with
+    a model card (``README.md``).
 
     Arguments
     ---------
@@ -280,7 +302,7 @@ def export_checkpoint(
         Re-load the folder with ``EncoderClassifier`` and check the weights
         are bit-identical.
     extra_info : dict | None
-        Added to ``export_info.json`` (e.g. the evaluation metrics).
+        Added to ``export_info.json``.
     encoder_parts : dict | None
         For an encoder that the recipe trains as several modules and the
         yaml joins in a wrapper (the FFSVC recipe's ``speaker_encoder`` =
@@ -289,6 +311,15 @@ def export_checkpoint(
         The exported state dict is ``<attribute>.<param>`` over the parts'
         checkpoint files; ``encoder_key`` then needs no checkpoint file of
         its own.
+    metrics : dict | None
+        The evaluation of this checkpoint on held-out trials (as
+        :func:`~speechbrain_ssv.eval.verification.evaluate_verification`
+        returns it; default ``extra_info["metrics"]``): the card and
+        ``export_info.json`` report it and its EER/minDCF thresholds.
+        ``None``: the card says the thresholds are not calibrated.
+    method : str | None
+        The training method's display name, for the card (default: the
+        training yaml's ``method`` key, if any).
 
     Returns
     -------
@@ -297,6 +328,10 @@ def export_checkpoint(
     """
     ckpt_dir = find_checkpoint(checkpoint, min_key, max_key)
     hparams_file, train_yaml = _training_hparams(ckpt_dir, hparams_file)
+    if metrics is None:
+        metrics = (extra_info or {}).get("metrics")
+    if metrics is not None:
+        check_card_metrics(metrics, "metrics")
     for key in (*FEATURE_KEYS, encoder_key):
         if key not in train_yaml:
             raise SSVInputError(hparams_file, f"has no key '{key}' to export")
@@ -338,6 +373,21 @@ def export_checkpoint(
             "encoder_key": encoder_key,
         }
         info.update(extra_info or {})
+        info.update(
+            _card_info(train_yaml, hparams_file, encoder_key, metrics, method)
+        )
+        write_text(
+            os.path.join(tmp_dir, MODEL_CARD),
+            model_card(
+                method=info["method"],
+                metrics=metrics,
+                training_hparams=hparams_file,
+                trained_on=info["trained_on"],
+                encoder=info["encoder"],
+                checkpoint=ckpt_dir,
+            ),
+        )
+        files.append(MODEL_CARD)
         # Hashed from the written files (not the in-memory state), so
         # verify checks exactly the bytes that were renamed into place.
         info["files"] = _file_records(tmp_dir, files)
@@ -361,6 +411,88 @@ def export_checkpoint(
     # previous export is the one copy to recover by hand.
     _remove_orphans(out_dir, "export-old")
     return out_dir
+
+
+def check_card_metrics(metrics, where):
+    """Refuse evaluation metrics a model card cannot report.
+
+    Arguments
+    ---------
+    metrics : dict
+        Metrics as ``evaluate_verification`` returns them.
+    where : str
+        Names the source in the error (a file or argument).
+
+    Raises
+    ------
+    SSVInputError
+        Naming ``where`` and the first missing or non-numeric key.
+
+    Example
+    -------
+    >>> check_card_metrics({"eer": 0.1}, "metrics.json")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.SSVInputError: metrics.json: has no 'eer_threshold'; expected the metrics.json of an evaluation (keys eer, eer_threshold, min_dcf@0.01, min_dcf@0.01_threshold, min_dcf@0.05, min_dcf@0.05_threshold, n_trials)
+    """
+    if not isinstance(metrics, dict):
+        raise SSVInputError(
+            where, f"is a {type(metrics).__name__}; expected a JSON object"
+        )
+    for key in CARD_METRICS:
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            what = "has no" if value is None else "has a non-numeric"
+            raise SSVInputError(
+                where,
+                f"{what} {key!r}; expected the metrics.json of an evaluation "
+                f"(keys {', '.join(CARD_METRICS)})",
+            )
+
+
+def _card_info(train_yaml, hparams_file, encoder_key, metrics, method):
+    """The model-card fields of ``export_info.json``."""
+    if method is None and isinstance(train_yaml.get("method"), str):
+        from types import SimpleNamespace
+
+        from speechbrain_ssv.eval.report import method_label
+
+        method = method_label(
+            SimpleNamespace(
+                hparams=SimpleNamespace(method=train_yaml["method"])
+            )
+        )
+    # Resolved values: the saved hyperparams.yaml has the overrides applied.
+    trained_on = None
+    for key in ("train_annotation", "data_folder"):
+        if isinstance(train_yaml.get(key), str):
+            trained_on = train_yaml[key]
+            break
+    thresholds = None
+    if metrics is not None:
+        thresholds = {
+            "eer": metrics["eer_threshold"],
+            "min_dcf@0.01": metrics["min_dcf@0.01_threshold"],
+            "min_dcf@0.05": metrics["min_dcf@0.05_threshold"],
+            "decision": "accept iff score > threshold",
+            "score": (
+                f"{metrics['norm']}-normalised cosine"
+                if metrics.get("norm")
+                else "cosine"
+            ),
+            "calibrated_on": metrics.get("trial_list"),
+            "n_trials": metrics["n_trials"],
+        }
+    tag = getattr(getattr(train_yaml[encoder_key], "tag", None), "value", None)
+    return {
+        "method": method,
+        "recipe": recipe_name(hparams_file),
+        "trained_on": trained_on,
+        "encoder": tag.removeprefix("!new:") if tag else None,
+        "metrics": metrics,
+        "thresholds": thresholds,
+        "thresholds_calibrated": thresholds is not None,
+    }
 
 
 def _write_folder(
@@ -496,6 +628,36 @@ def _replace_refs(text):
     return re.sub(r"'?@@REF<(\w+)>'?", r"!ref <\1>", text)
 
 
+def load_metrics(path):
+    """Read an evaluation's ``metrics.json`` for a model card.
+
+    Arguments
+    ---------
+    path : str
+        ``metrics.json`` written by a recipe's verification or by
+        ``python -m speechbrain_ssv.eval score``.
+
+    Returns
+    -------
+    dict
+        The metrics.
+
+    Raises
+    ------
+    SSVInputError
+        When the file is missing, not JSON, or lacks a metric or threshold.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except FileNotFoundError:
+        raise SSVInputError(path, "metrics file does not exist") from None
+    except (OSError, ValueError) as err:
+        raise SSVInputError(path, f"cannot be read as JSON ({err})") from None
+    check_card_metrics(metrics, path)
+    return metrics
+
+
 def _verify_main(argv):
     """``python -m speechbrain_ssv.export verify FOLDER``."""
     parser = argparse.ArgumentParser(
@@ -505,13 +667,16 @@ def _verify_main(argv):
         "bit-identically, and that it embeds a probe signal to finite values.",
     )
     parser.add_argument("folder", help="an export folder")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device to load the model on for the check (default: cpu)",
+    )
     args = parser.parse_args(argv)
     try:
         check_export(args.folder, device=args.device)
     except SSVInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_user_error(err)
     print(f"{args.folder}: OK")
     return 0
 
@@ -552,19 +717,55 @@ def main(argv=None):
     if _wants_verify(argv):
         return _verify_main(argv[1:])
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="python -m speechbrain_ssv.export verify FOLDER checks an "
+        prog="python -m speechbrain_ssv.export",
+        description="Export a recipe checkpoint as a folder that stock "
+        "SpeechBrain loads offline (EncoderClassifier.from_hparams("
+        "source=FOLDER)), with a model card (README.md) and the checksum of "
+        "every file in export_info.json.",
+        epilog="'python -m speechbrain_ssv.export verify FOLDER' checks an "
         "existing export.",
     )
     parser.add_argument(
-        "checkpoint", help="CKPT+... folder or a recipe save folder"
+        "checkpoint", help="a CKPT+... folder, or a recipe save folder"
     )
-    parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument(
-        "--hparams", default=None, help="training hyperparams.yaml"
+        "--out",
+        required=True,
+        help="destination folder (an earlier export there is replaced)",
     )
-    parser.add_argument("--encoder-key", default="embedding_model")
-    parser.add_argument("--state-prefix", default="")
+    parser.add_argument(
+        "--hparams",
+        default=None,
+        help="the training hyperparams.yaml (default: the one in the "
+        "recipe's output folder, the parent of the save folder)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="JSON",
+        help="metrics.json of this checkpoint's evaluation on held-out "
+        "trials (a recipe's verification/final/metrics.json, or the output "
+        "of 'python -m speechbrain_ssv.eval score'); the model card then "
+        "gives its EER/minDCF thresholds. Without it the card says the "
+        "thresholds are not calibrated",
+    )
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="training method named in the model card (default: the "
+        "training yaml's 'method' key, if any)",
+    )
+    parser.add_argument(
+        "--encoder-key",
+        default="embedding_model",
+        help="training-yaml key of the encoder (default: embedding_model)",
+    )
+    parser.add_argument(
+        "--state-prefix",
+        default="",
+        help="export only the parameters under this prefix, e.g. "
+        "'backbone.' for an encoder saved inside a wrapper",
+    )
     parser.add_argument(
         "--encoder-part",
         action="append",
@@ -574,9 +775,23 @@ def main(argv=None):
         "--encoder-key speaker_encoder --encoder-part frontend=embedding_model "
         "--encoder-part decoupling=decoupling",
     )
-    parser.add_argument("--min-key", default=None)
-    parser.add_argument("--max-key", default=None)
-    parser.add_argument("--no-verify", action="store_true")
+    parser.add_argument(
+        "--min-key",
+        default=None,
+        help="export the checkpoint with the lowest value of this meta key "
+        "(e.g. ErrorRate); default: the most recent checkpoint",
+    )
+    parser.add_argument(
+        "--max-key",
+        default=None,
+        help="export the checkpoint with the highest value of this meta key",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip re-loading the export with EncoderClassifier to check "
+        "that the weights are bit-identical",
+    )
     args = parser.parse_args(argv)
     parts = {}
     for spec in args.encoder_part:
@@ -585,6 +800,7 @@ def main(argv=None):
             parser.error(f"--encoder-part {spec!r}: expected ATTR=KEY")
         parts[attr] = key
     try:
+        metrics = None if args.metrics is None else load_metrics(args.metrics)
         out = export_checkpoint(
             args.checkpoint,
             args.out,
@@ -595,10 +811,11 @@ def main(argv=None):
             max_key=args.max_key,
             verify=not args.no_verify,
             encoder_parts=parts or None,
+            metrics=metrics,
+            method=args.method,
         )
     except SSVInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_user_error(err)
     print(f"exported to {out}")
     return 0
 

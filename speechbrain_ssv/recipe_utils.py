@@ -23,21 +23,18 @@ from speechbrain_ssv.utils.io import write_json
 logger = logging.getLogger(__name__)
 
 
-def setup_experiment(argv, prepare=None):
+def setup_experiment(argv):
     """The start every recipe shares: parse the command line, join the DDP
-    group (under torchrun), load the hparams with clear errors, create the
-    experiment folder, prepare the VoxCeleb-layout manifests and the
-    augmentation data.
+    group (under torchrun), load the hparams with clear errors and create
+    the experiment folder. The recipe then prepares its data itself (e.g.
+    ``run_on_main(prepare_voxceleb, kwargs=...)`` and
+    :func:`prepare_augmentation_data`), with the yaml keys it names.
 
     Arguments
     ---------
     argv : list
         ``sys.argv[1:]``: the hparams file, then ``--key value`` overrides
         and SpeechBrain run options.
-    prepare : callable | None
-        ``prepare(hparams)``: the corpus preparation (run on every process;
-        it should use ``run_on_main`` itself). Default
-        :func:`prepare_voxceleb_data`; the FFSVC recipe passes its own.
 
     Returns
     -------
@@ -56,8 +53,6 @@ def setup_experiment(argv, prepare=None):
     )
     # The data-preparation stages read it (their bars follow --noprogressbar).
     hparams["noprogressbar"] = bool(run_opts.get("noprogressbar", False))
-    (prepare or prepare_voxceleb_data)(hparams)
-    prepare_augmentation_data(hparams)
     return hparams, run_opts, hparams_file
 
 
@@ -95,20 +90,30 @@ def prepare_voxceleb_data(hparams):
     )
 
 
-def prepare_augmentation_data(hparams):
-    """Run the noise/RIR preparation functions named in the yaml, if any
-    (``prepare_noise_data`` / ``prepare_rir_data``, e.g. SpeechBrain's
-    ``prepare_dataset_from_URL``), once per node, and check that the CSVs
-    the augmenters read exist.
+def prepare_augmentation_data(hparams, preparations=()):
+    """Run the noise/RIR preparation functions the recipe passes (the yaml's
+    ``prepare_noise_data`` / ``prepare_rir_data``, e.g. SpeechBrain's
+    ``prepare_dataset_from_URL``; ``None`` entries are skipped), once per
+    node, check that the CSVs the augmenters read exist and load the
+    augmenters' banks.
 
     Arguments
     ---------
     hparams : dict
         Loaded hyperparameters.
+    preparations : sequence
+        Callables taking no argument, or ``None``.
+
+    Example
+    -------
+    >>> prepared = []
+    >>> prepare_augmentation_data({}, [None, lambda: prepared.append("rir")])
+    >>> prepared
+    ['rir']
     """
-    for key in ("prepare_noise_data", "prepare_rir_data"):
-        if hparams.get(key) is not None:
-            run_on_main(hparams[key])
+    for prepare in preparations:
+        if prepare is not None:
+            run_on_main(prepare)
     for key in ("noise_annotation", "rir_annotation"):
         path = hparams.get(key)
         if path and not os.path.isfile(path):
@@ -165,55 +170,6 @@ def check_classifier_size(hparams, label_encoder, hparams_file):
         )
 
 
-def fit_classifier(hparams, run_opts, hparams_file, train_csv, dev_csv):
-    """Train the Supervised recipe's classifier (encoder + margin softmax)
-    on the classes of ``train_csv``'s ``spk_id`` column: speakers in the
-    Supervised and INSIDE recipes, genders in INSIDE's gender recipe.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hyperparameters (the keys of ``ecapa_minivox.yaml``).
-    run_opts : dict
-        SpeechBrain run options.
-    hparams_file : str
-        For error messages.
-    train_csv, dev_csv : str
-        Training and validation manifests over the same classes.
-
-    Returns
-    -------
-    tuple
-        ``(brain, label_encoder)`` after ``fit``.
-    """
-    from speechbrain_ssv.brains.supervised import SupervisedBrain
-    from speechbrain_ssv.data.pipelines import make_supervised_datasets
-
-    train_data, valid_data, label_encoder = make_supervised_datasets(
-        train_csv,
-        dev_csv,
-        crop_seconds=hparams["sentence_len"],
-        label_encoder_path=f"{hparams['save_folder']}/label_encoder.txt",
-        sample_rate=hparams["sample_rate"],
-    )
-    check_classifier_size(hparams, label_encoder, hparams_file)
-    brain = SupervisedBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["dataloader_options"],
-        valid_loader_kwargs=hparams["dataloader_options"],
-    )
-    return brain, label_encoder
-
-
 def final_verification(brain, min_key=None, max_key=None):
     """Load the best checkpoint and score the full trial list.
 
@@ -234,8 +190,16 @@ def final_verification(brain, min_key=None, max_key=None):
     }
     brain.checkpointer.recover_if_possible(**kwargs)
     out_dir = os.path.join(brain.hparams.output_folder, "verification", "final")
+    from speechbrain_ssv.eval.report import method_label, plot_title
+
+    # The recovered checkpoint's epoch, for a title a reader understands.
+    counter = getattr(brain.hparams, "epoch_counter", None)
     metrics = brain.verify(
-        out_dir, model_tag=f"final-step{brain.optimizer_step}"
+        out_dir,
+        model_tag=f"final-step{brain.optimizer_step}",
+        title=plot_title(
+            method_label(brain), getattr(counter, "current", None)
+        ),
     )
     # Only the main process scored the trials, but log_stats is a
     # main-process-only function that broadcasts: every rank must call it.
@@ -249,8 +213,8 @@ def final_verification(brain, min_key=None, max_key=None):
             },
             test_stats={
                 "EER": 100 * metrics["eer"],
-                "minDCF@0.01": 100 * metrics["min_dcf@0.01"],
-                "minDCF@0.05": 100 * metrics["min_dcf@0.05"],
+                "minDCF@0.01": metrics["min_dcf@0.01"],
+                "minDCF@0.05": metrics["min_dcf@0.05"],
             },
         )
     return metrics
@@ -260,6 +224,7 @@ def export_and_report(
     brain,
     hparams,
     metrics,
+    export_folder=None,
     min_key=None,
     max_key=None,
     encoder_key="embedding_model",
@@ -268,17 +233,20 @@ def export_and_report(
     extra_results=None,
 ):
     """Write ``results.json`` and export the selected checkpoint to
-    ``hparams["export_folder"]`` (skipped when that key is empty, and with
-    a warning when nothing was trained and no checkpoint exists).
+    ``export_folder`` (skipped when that is empty, and with a warning when
+    nothing was trained and no checkpoint exists).
 
     Arguments
     ---------
     brain : speechbrain.Brain
         The trained brain.
     hparams : dict
-        Loaded hyperparameters.
+        Loaded hyperparameters (``save_folder``, ``output_folder``).
     metrics : dict | None
         Output of :func:`final_verification`.
+    export_folder : str | None
+        Where to export (the yaml's ``export_folder``); empty or ``None``:
+        no export.
     min_key, max_key : str | None
         Checkpoint selection for the export.
     encoder_key, classifier_key : str
@@ -291,11 +259,11 @@ def export_and_report(
     """
     if not if_main_process():
         return
+    from speechbrain_ssv.eval.report import method_label
     from speechbrain_ssv.export import export_checkpoint
 
     results = {"metrics": metrics, "optimizer_steps": brain.optimizer_step}
     results.update(extra_results or {})
-    export_folder = hparams.get("export_folder")
     saved = glob.glob(os.path.join(hparams["save_folder"], "CKPT+*"))
     if export_folder and not saved and brain.optimizer_step == 0:
         # An untrained baseline (--number_of_epochs 0) has no checkpoint to
@@ -319,8 +287,9 @@ def export_and_report(
             classifier_key=classifier_key,
             min_key=min_key,
             max_key=max_key,
-            extra_info={"metrics": metrics},
             encoder_parts=encoder_parts,
+            metrics=metrics,
+            method=method_label(brain),
         )
         results["export_folder"] = os.path.abspath(export_folder)
     write_json(os.path.join(hparams["output_folder"], "results.json"), results)

@@ -13,6 +13,12 @@ path, average amplitude restored), reusing its amplitude helpers; what is
 written here is the batching over different RIRs and conditions, which those
 modules do not do (one RIR per batch, one condition per batch).
 
+An optional ``channel`` module (:class:`~speechbrain_ssv.augment.channel.
+ChannelAugment`) then gives each utterance its own recording channel, after
+the room and the noise, in the order of a real chain (room and background
+reach the microphone together; the microphone, preamplifier and codec shape
+both).
+
 Authors
  * speechbrain-ssv developers 2026
 """
@@ -77,6 +83,11 @@ class UtteranceAugment(torch.nn.Module):
         Probability of each condition; they must sum to 1.
     snr_low, snr_high : float
         Uniform SNR range in dB for the noise.
+    channel : torch.nn.Module | None
+        Applied to every utterance after the noise / reverberation, e.g.
+        :class:`~speechbrain_ssv.augment.channel.ChannelAugment` (which
+        draws per utterance, with its own probabilities, whether each of its
+        effects applies); ``forward(wavs, lengths)`` returns the waveforms.
 
     Example
     -------
@@ -98,6 +109,7 @@ class UtteranceAugment(torch.nn.Module):
         p_noise_reverb=0.2,
         snr_low=0.0,
         snr_high=15.0,
+        channel=None,
     ):
         super().__init__()
         probs = [p_clean, p_noise, p_reverb, p_noise_reverb]
@@ -120,6 +132,12 @@ class UtteranceAugment(torch.nn.Module):
             )
         if snr_high < snr_low:
             raise HparamsError("snr_high", f"is {snr_high} < snr_low {snr_low}")
+        if channel is not None and not callable(channel):
+            raise HparamsError(
+                "channel",
+                f"is {channel!r}; expected a module such as "
+                "speechbrain_ssv.augment.channel.ChannelAugment, or null",
+            )
         self.noise_bank = noise_bank
         self.rir_bank = rir_bank
         self.register_buffer(
@@ -127,6 +145,7 @@ class UtteranceAugment(torch.nn.Module):
         )
         self.snr_low = float(snr_low)
         self.snr_high = float(snr_high)
+        self.channel = channel
         self.last_conditions = None
 
     def load(self):
@@ -174,11 +193,21 @@ class UtteranceAugment(torch.nn.Module):
         tuple
             ``(wavs [B, T], lens [B])``: same shape, same lengths.
         """
-        batch, width = wavs.shape
-        cond = torch.multinomial(self.probs.cpu(), batch, replacement=True)
+        cond = torch.multinomial(
+            self.probs.cpu(), wavs.shape[0], replacement=True
+        )
         self.last_conditions = cond
-        if bool((cond == 0).all()):
-            return wavs, lens
+        if not bool((cond == 0).all()):
+            wavs = self._noise_reverb(wavs, lens, cond)
+        if self.channel is not None:
+            # Drawn after the noise / reverberation draws, so that a recipe
+            # without a channel consumes the random stream as before.
+            wavs = self.channel(wavs, lens)
+        return wavs, lens
+
+    def _noise_reverb(self, wavs, lens, cond):
+        """Apply each row's condition (1 noise, 2 reverb, 3 both)."""
+        batch, width = wavs.shape
         self.load()
         n_samples = (lens.float() * width).round().clamp(1, width)
         out = wavs.clone()
@@ -197,7 +226,7 @@ class UtteranceAugment(torch.nn.Module):
                 out[idx] = self._add_noise(out[idx].float(), n_samples[idx]).to(
                     out.dtype
                 )
-        return out, lens
+        return out
 
     def _valid_mask(self, n_samples, width, device):
         return torch.arange(width, device=device)[None, :] < n_samples[:, None]

@@ -16,6 +16,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
+from speechbrain_ssv.eval.report import method_label, plot_title
 from speechbrain_ssv.eval.verification import evaluate_verification
 from speechbrain_ssv.utils.precision import first_nonfinite_key
 
@@ -229,6 +230,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
 
         @torch.no_grad()
         def encoder_fn(wavs, lens):
+            """Embeddings of a padded batch, on the Brain's device."""
             return self.encode(
                 wavs.to(self.device), lens.to(self.device), modules
             )
@@ -254,7 +256,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
         last = epoch == self.hparams.epoch_counter.limit
         return last or epoch % every == 0
 
-    def verify(self, out_dir, model_tag):
+    def verify(self, out_dir, model_tag, title=None):
         """Score the trial list with the current encoder (main process only).
 
         Arguments
@@ -265,6 +267,9 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
             Names the weights in logs and ``metrics.json``; a hash of the
             encoder weights is appended, so cached embeddings of other
             weights are never reused.
+        title : str | None
+            Names the model in the plot titles, e.g. ``"SDPN (teacher),
+            epoch 8"`` (the EER is appended); default: the method.
 
         Returns
         -------
@@ -298,6 +303,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
                 self.hparams.verification_file,
                 out_dir,
                 model_tag=model_tag,
+                title=title or method_label(self),
                 batch_size=getattr(self.hparams, "verify_batch_size", 8),
                 device=self.device,
                 progress=not getattr(self, "noprogressbar", False),
@@ -322,8 +328,8 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
         return self._test_utts
 
     def verification_stats(self, epoch):
-        """Run verification if due and return stats to log (EER and minDCF in
-        percent, as SpeechBrain's recipes log them).
+        """Run verification if due and return stats to log (EER in percent,
+        as SpeechBrain's recipes log it; minDCF normalised, 0-1).
 
         Arguments
         ---------
@@ -341,13 +347,15 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
             self.hparams.output_folder, "verification", f"epoch{epoch}"
         )
         metrics = self.verify(
-            out_dir, model_tag=f"epoch{epoch}-step{self.optimizer_step}"
+            out_dir,
+            model_tag=f"epoch{epoch}-step{self.optimizer_step}",
+            title=plot_title(method_label(self), epoch),
         )
         if metrics is None:
             return {}
         return {
             "EER": 100 * metrics["eer"],
-            "minDCF": 100 * metrics["min_dcf@0.01"],
+            "minDCF": metrics["min_dcf@0.01"],
         }
 
     def _wrap_distributed(self):

@@ -59,6 +59,7 @@ Authors
 
 import contextlib
 import logging
+import math
 import os
 
 import speechbrain as sb
@@ -359,6 +360,7 @@ class DisentangleBrain(VerificationBrain):
 
         @torch.no_grad()
         def encoder_fn(wavs, lens):
+            """Embeddings of a padded batch from ``branch``, on the Brain's device."""
             return self.encode(
                 wavs.to(self.device), lens.to(self.device), modules, branch
             )
@@ -580,6 +582,7 @@ class DisentangleBrain(VerificationBrain):
         y_s, y_d = out["y_s"], out["y_d"]
 
         def graph_if(on):
+            """A context that builds the autograd graph only when ``on`` (and grad is enabled)."""
             on = on and torch.is_grad_enabled()
             return contextlib.nullcontext() if on else torch.no_grad()
 
@@ -790,6 +793,57 @@ class DisentangleBrain(VerificationBrain):
         """
         return {k: t / max(c, 1) for k, (t, c) in sorted(self._stats.items())}
 
+    def _label_bounds(self, stats, stage):
+        """Rename the MI terms for the log: they are vCLUB *bounds*, and
+        where they were measured matters. In TRAIN each batch's bound is
+        read right after the estimator fitted that batch ``M`` times (it
+        reads high: over-fitted); VALID batches are held out (never
+        fitted). The categorical bounds can exceed ``log C``, the ceiling
+        of the true MI, which is logged beside them."""
+        where = "fitted" if stage == sb.Stage.TRAIN else "heldout"
+        out = {}
+        for name, value in stats.items():
+            if name.startswith("mi_"):
+                out[f"{name}_bound_{where}"] = value
+            else:
+                out[name] = value
+        if stage != sb.Stage.TRAIN:
+            for key, (term, _, _) in ESTIMATORS.items():
+                est = unwrap(self.modules[key])
+                n_classes = getattr(est, "n_classes", None)
+                if n_classes and f"{term}_bound_{where}" in out:
+                    out[f"{term}_ceiling_log_C"] = math.log(n_classes)
+        return out
+
+    def head_bn_weight_norms(self):
+        """L2 norms of the BatchNorm weights of the decoupling block's
+        speaker and device heads: a shrinking device head is how a raw
+        (not scale-free) Gaussian bound is lowered without disentangling.
+
+        Returns
+        -------
+        dict
+            ``bn_w_speaker_head``, ``bn_w_device_head`` (absent when a head
+            has no BatchNorm).
+        """
+        block = unwrap(self.modules.decoupling)
+        norms = {}
+        for name in ("speaker", "device"):
+            head = getattr(block, f"{name}_head", None)
+            if head is None:
+                continue
+            weights = [
+                m.weight
+                for m in head.modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                and m.weight is not None
+            ]
+            if weights:
+                norms[f"bn_w_{name}_head"] = float(
+                    torch.cat([w.detach().reshape(-1) for w in weights]).norm()
+                )
+        return norms
+
     def on_stage_start(self, stage, epoch=None):
         """Reset the term accumulators and (VALID/TEST) the error trackers.
 
@@ -820,7 +874,9 @@ class DisentangleBrain(VerificationBrain):
         """
         stats = {"loss": stage_loss, **self.epoch_means()}
         stats.pop("total", None)
+        stats = self._label_bounds(stats, stage)
         if stage == sb.Stage.TRAIN:
+            stats.update(self.head_bn_weight_norms())
             self.train_stats = stats
             return
         stats["ErrorRate"] = self.error_metrics.summarize("average")

@@ -91,8 +91,7 @@ class MixAPBrain(VerificationBrain):
         )
 
     def _cepsaugment(self, feats):
-        for key in ("time_mask", "ceps_mask"):
-            mask = getattr(self.hparams, key, None)
+        for mask in (self.hparams.time_mask, self.hparams.ceps_mask):
             if mask is not None:
                 feats = mask(feats)
         return feats
@@ -112,20 +111,19 @@ class MixAPBrain(VerificationBrain):
             ``(mixed features, partner [B], lam [B])``; for AP the
             features unchanged, ``partner`` = own index and ``lam`` = 1.
         """
-        hp = self.hparams
         b = feats.shape[0]
-        if hp.method == "ap":
+        if self.hparams.method == "ap":
             own = torch.arange(b, device=feats.device)
             return feats, own, torch.ones(b, device=feats.device)
         partner = random_partner(b, device=feats.device)
         lam = sample_lambda(
             b,
-            hp.mix_alpha,
-            per_sample=hp.per_sample_lambda,
-            fold=hp.fold_lambda,
+            self.hparams.mix_alpha,
+            per_sample=self.hparams.per_sample_lambda,
+            fold=self.hparams.fold_lambda,
             device=feats.device,
         )
-        if hp.method == "imix":
+        if self.hparams.method == "imix":
             return mix(feats, partner, lam), partner, lam
         vae = unwrap(self.modules.vae)
         vae.eval()

@@ -44,7 +44,9 @@ class SDPNBrain(VerificationBrain):
     (:class:`~speechbrain_ssv.lobes.teacher.EMATeacher` over the student and
     teacher networks), ``ema_base``, ``ema_final``, ``total_steps``,
     ``wav_augment`` (per-utterance, e.g. UtteranceAugment; or null), ``augment_global`` (the authors'
-    SDPN feeds the teacher the clean view: False), ``time_mask``,
+    SDPN feeds the teacher the clean view: False), ``student_global_views``
+    (RDINO: the student also embeds the global views and same-view pairs
+    are skipped; the SDPN authors: False), ``time_mask``,
     ``freq_mask`` (SpectrogramDrop or null), ``spec_augment_prob``,
     ``grad_clip_per_tensor``, ``clip_prototypes``, the loss settings
     (``teacher_temp``, ``student_temp``; SDPN: ``sharpen_temp``,
@@ -148,11 +150,19 @@ class SDPNBrain(VerificationBrain):
         l_wavs, l_lens = self._stack_views(
             batch, "local", self.hparams.n_local, augment
         )
-        feats = self._features(l_wavs, l_lens)
-        if training:
-            feats = self._spec_augment(feats)
-        s_emb = self.modules.embedding_model(feats, l_lens)
-        s_emb = s_emb.reshape(s_emb.shape[0], -1)
+        student_views = [(l_wavs, l_lens)]
+        if self.hparams.student_global_views:
+            # DINO / RDINO: the student also sees the teacher's (augmented)
+            # global views, which come first; the loss skips same-view pairs.
+            student_views.insert(0, (g_wavs, g_lens))
+        s_emb = []
+        for wavs, lens in student_views:
+            feats = self._features(wavs, lens)
+            if training:
+                feats = self._spec_augment(feats)
+            emb = self.modules.embedding_model(feats, lens)
+            s_emb.append(emb.reshape(emb.shape[0], -1))
+        s_emb = torch.cat(s_emb)
         s_out = self.modules.projector(s_emb)
         return {
             "teacher_emb": t_emb,
@@ -180,10 +190,12 @@ class SDPNBrain(VerificationBrain):
         torch.Tensor
             The loss.
         """
-        hp = self.hparams
-        g, n_loc = hp.n_global, hp.n_local
+        g = self.hparams.n_global
+        skip = self.hparams.student_global_views
+        # Student views: the locals, after the globals when it sees those.
+        n_loc = self.hparams.n_local + (g if skip else 0)
         b = predictions["teacher_out"].shape[0] // g
-        if hp.method == "sdpn":
+        if self.hparams.method == "sdpn":
             with torch.no_grad():
                 t_scores = self.modules.prototypes(predictions["teacher_out"])
             s_scores = self.modules.prototypes(predictions["student_out"])
@@ -192,16 +204,17 @@ class SDPNBrain(VerificationBrain):
                 t_scores.reshape(g, b, k),
                 s_scores.reshape(n_loc, b, k),
                 predictions["student_emb"].reshape(n_loc, b, -1),
-                teacher_temp=hp.teacher_temp,
-                sharpen_temp=hp.sharpen_temp,
-                student_temp=hp.student_temp,
-                sinkhorn_iters=hp.sinkhorn_iters,
-                memax_weight=hp.memax_weight,
-                koleo_weight=hp.koleo_weight,
-                koleo_reduction=hp.koleo_reduction,
-                pair_reduction=hp.pair_reduction,
+                teacher_temp=self.hparams.teacher_temp,
+                sharpen_temp=self.hparams.sharpen_temp,
+                student_temp=self.hparams.student_temp,
+                sinkhorn_iters=self.hparams.sinkhorn_iters,
+                memax_weight=self.hparams.memax_weight,
+                koleo_weight=self.hparams.koleo_weight,
+                koleo_reduction=self.hparams.koleo_reduction,
+                pair_reduction=self.hparams.pair_reduction,
+                skip_same_view=skip,
             )
-            t_temp = hp.teacher_temp
+            t_temp = self.hparams.teacher_temp
         else:
             t_scores = predictions["teacher_out"]
             k = t_scores.shape[-1]
@@ -212,7 +225,8 @@ class SDPNBrain(VerificationBrain):
                 predictions["student_out"].reshape(n_loc, b, k),
                 center.center,
                 teacher_temp=t_temp,
-                student_temp=hp.student_temp,
+                student_temp=self.hparams.student_temp,
+                skip_same_view=skip,
             )
             if stage == sb.Stage.TRAIN:
                 center.update(t_scores)
@@ -228,12 +242,11 @@ class SDPNBrain(VerificationBrain):
         float
             The temperature.
         """
-        hp = self.hparams
         return linear_warmup(
             self.optimizer_step,
-            hp.warmup_teacher_temp,
-            hp.teacher_temp,
-            hp.warmup_teacher_temp_steps,
+            self.hparams.warmup_teacher_temp,
+            self.hparams.teacher_temp,
+            self.hparams.warmup_teacher_temp_steps,
         )
 
     # --------------------------------------------------------------- monitor
@@ -310,15 +323,17 @@ class SDPNBrain(VerificationBrain):
         bool
             Whether a collapse was detected.
         """
-        hp = self.hparams
         reasons = []
-        if stats.get("proto_perplexity", math.inf) < hp.collapse_min_perplexity:
+        if (
+            stats.get("proto_perplexity", math.inf)
+            < self.hparams.collapse_min_perplexity
+        ):
             reasons.append(
-                f"prototype-usage perplexity {stats['proto_perplexity']:.2f} < {hp.collapse_min_perplexity}"
+                f"prototype-usage perplexity {stats['proto_perplexity']:.2f} < {self.hparams.collapse_min_perplexity}"
             )
-        if stats.get("emb_std", math.inf) < hp.collapse_min_std:
+        if stats.get("emb_std", math.inf) < self.hparams.collapse_min_std:
             reasons.append(
-                f"teacher embedding spread {stats['emb_std']:.3f} < {hp.collapse_min_std}"
+                f"teacher embedding spread {stats['emb_std']:.3f} < {self.hparams.collapse_min_std}"
             )
         if reasons and if_main_process():
             logger.warning(
@@ -368,11 +383,10 @@ class SDPNBrain(VerificationBrain):
         clips the first param group by its total norm), optionally sparing
         the prototypes, and drop DINO's last-layer gradients during the
         first ``freeze_last_layer_steps`` steps."""
-        hp = self.hparams
-        clip = getattr(hp, "grad_clip_per_tensor", None)
+        clip = self.hparams.grad_clip_per_tensor
         skip = set()
         if "prototypes" in self.modules and not getattr(
-            hp, "clip_prototypes", False
+            self.hparams, "clip_prototypes", False
         ):
             skip = {id(p) for p in self.modules.prototypes.parameters()}
         if clip:
@@ -390,8 +404,8 @@ class SDPNBrain(VerificationBrain):
                     torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms
                 ]
                 torch._foreach_mul_(grads, scales)
-        if hp.method == "dino" and self.optimizer_step < getattr(
-            hp, "freeze_last_layer_steps", 0
+        if self.hparams.method == "dino" and self.optimizer_step < getattr(
+            self.hparams, "freeze_last_layer_steps", 0
         ):
             last = unwrap(self.modules.projector).last_layer
             if last is not None:

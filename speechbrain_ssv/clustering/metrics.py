@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from sklearn import metrics as skm
+from sklearn.metrics.cluster import contingency_matrix
 
 from speechbrain_ssv.utils.io import atomic_path, write_json, write_text
 
@@ -81,16 +82,10 @@ def contingency(y_true, y_pred):
         raise ValueError(
             f"y_true and y_pred differ in length ({y_true.size} vs {y_pred.size})"
         )
-    _, rows = np.unique(y_true, return_inverse=True)
-    _, cols = np.unique(y_pred, return_inverse=True)
-    n = sp.coo_matrix(
-        (
-            np.ones(rows.size, dtype=np.int64),
-            (rows.reshape(-1), cols.reshape(-1)),
-        ),
-        shape=(int(rows.max()) + 1, int(cols.max()) + 1),
-    )
-    return n.tocsr()
+    # sklearn builds the same sparse table its own metrics use; dtype is
+    # pinned because its default has changed across versions.
+    table = contingency_matrix(y_true, y_pred, sparse=True, dtype=np.int64)
+    return sp.csr_matrix(table)
 
 
 def _best_matching(table):

@@ -78,6 +78,7 @@ __all__ = [
     "manifest_rows",
     "pseudo_label_stage",
     "read_stage",
+    "seed_stage",
     "stage_is_done",
     "write_pseudolabel_csv",
 ]
@@ -275,6 +276,43 @@ def begin_stage(folder, opts, name="stage"):
     return False
 
 
+def seed_stage(seed, name):
+    """Seed Python's, NumPy's and torch's generators for stage ``name``
+    from the recipe ``seed``.
+
+    A stage's random draws (model initialisation, augmentation, shuffles
+    not seeded otherwise) then do not depend on the stages before it in
+    this process: a run resumed after stage 1, which skips it, writes the
+    same outputs as an uninterrupted one.
+
+    Arguments
+    ---------
+    seed : int
+        The recipe seed.
+    name : str
+        Stage name (e.g. ``"clustering"``, ``"round1/train"``).
+
+    Returns
+    -------
+    int
+        The stage's seed (31 bits).
+
+    Example
+    -------
+    >>> a = seed_stage(1986, "clustering"); x = torch.rand(1)
+    >>> b = seed_stage(1986, "clustering"); torch.equal(x, torch.rand(1))
+    True
+    >>> a == b != seed_stage(1986, "representations")
+    True
+    """
+    from speechbrain.utils import seed_everything
+
+    digest = hashlib.sha256(f"{int(seed)}/{name}".encode()).digest()
+    stage_seed = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    seed_everything(stage_seed)
+    return stage_seed
+
+
 def finish_stage(folder, opts, outputs=(), info=None):
     """Record a stage as done; its ``stage.json`` is written last.
 
@@ -449,6 +487,7 @@ def _stream(dataset, indices, num_workers):
     subset = torch.utils.data.Subset(dataset, list(indices))
 
     def factory():
+        """A fresh iterator over the subset (one per epoch)."""
         return iter(
             torch.utils.data.DataLoader(
                 subset, batch_size=None, num_workers=num_workers
@@ -513,6 +552,7 @@ def _ivectors(
 
     def extract(dataset, tag):
         # Shards saved as they finish: a killed extraction resumes.
+        """Representations of ``dataset``, saved shard by shard under ``tag``."""
         shard_dir = os.path.join(out_dir, f"shards_{tag}")
         os.makedirs(shard_dir, exist_ok=True)
         size = max(1, int(opts["shard_size"]))
@@ -569,12 +609,15 @@ def _encoder_embeddings(
     tag = file_digest(ckpt)
 
     def encode(wavs, lens):
+        """Embeddings of a clean batch."""
         return model.encode_batch(wavs, lens)
 
     def encode_aug(wavs, lens):
+        """Embeddings of an augmented batch."""
         return model.encode_batch(*augment(wavs, lens))
 
     def run(fn, name):
+        """Embeddings of every item with ``fn``, cached under ``name``."""
         emb = extract_embeddings(
             fn,
             items,
@@ -706,6 +749,7 @@ def extract_representations(
     if augment is not None:
         outputs.append("features_aug.npy")
     if not begin_stage(out_dir, opts, "representations"):
+        seed_stage(seed, "representations")
         items = _items(manifests, data_folder)
         if kind == "ivector":
             feats, aug = _ivectors(
@@ -885,7 +929,9 @@ def cluster_representations(
         ``!name:`` entry); default: a paper-sized ``ClusteringMLP``.
     clustering_hparams : dict | None
         Keys of :data:`CLUSTERING_PIPELINE_DEFAULTS` and of
-        :data:`speechbrain_ssv.brains.pseudolabel.CLUSTERING_DEFAULTS`.
+        :data:`speechbrain_ssv.brains.pseudolabel.CLUSTERING_DEFAULTS`;
+        must hold those of
+        :data:`speechbrain_ssv.brains.pseudolabel.CLUSTERING_REQUIRED`.
     opt_class : callable | None
         ``params -> optimizer``; default momentum SGD (``lr``, ``momentum``).
     aug_features : array-like | None
@@ -980,6 +1026,7 @@ def _clustering_brain(
 
     from speechbrain_ssv.brains.pseudolabel import (
         CLUSTERING_DEFAULTS,
+        CLUSTERING_REQUIRED,
         ClusteringBrain,
         clustering_dataset,
         vat_radii,
@@ -989,7 +1036,9 @@ def _clustering_brain(
 
     _check_keys(
         hparams,
-        {**CLUSTERING_PIPELINE_DEFAULTS, **CLUSTERING_DEFAULTS},
+        {**CLUSTERING_PIPELINE_DEFAULTS, **CLUSTERING_DEFAULTS}.keys()
+        | set(CLUSTERING_REQUIRED)
+        | {"warm_start"},
         "clustering_hparams",
     )
     hp = {**CLUSTERING_PIPELINE_DEFAULTS, **CLUSTERING_DEFAULTS, **hparams}
@@ -1026,6 +1075,10 @@ def _clustering_brain(
         opt_class = functools.partial(
             torch.optim.SGD, lr=hp["lr"], momentum=hp["momentum"]
         )
+    fresh = checkpointer is None or checkpointer.find_checkpoint() is None
+    if hparams.get("warm_start") and fresh:
+        _warm_start(model, x, n_clusters, hparams["warm_start"], batch,
+                    hp["seed"], device)  # fmt: skip
     radius = hp["vat_radius"]
     if radius == "knn":
         radii = vat_radii(
@@ -1047,6 +1100,8 @@ def _clustering_brain(
         hp[k] for k in ("infonce_weight", "aug_weight", "vicreg_weight")
     )
     brain_hp = {k: hp[k] for k in CLUSTERING_DEFAULTS}
+    # No default: a missing one is reported by the Brain when it reads it.
+    brain_hp.update({k: hp[k] for k in CLUSTERING_REQUIRED if k in hp})
     brain_hp["epoch_counter"] = counter
     if train_logger is not None:
         brain_hp["train_logger"] = train_logger
@@ -1070,6 +1125,39 @@ def _clustering_brain(
         },
     )
     return brain
+
+
+def _warm_start(model, x, n_clusters, opts, batch_size, seed, device):
+    """Fit ``model`` to a baseline's assignment of ``x`` (cross-entropy,
+    momentum SGD, ``opts["epochs"]`` passes), so that the multi-objective
+    training starts from that clustering instead of from random weights.
+    Not in the paper (a documented deviation of the recipe). ``opts``:
+    ``method`` (a name of
+    :data:`speechbrain_ssv.clustering.baselines.METHODS`), ``epochs``,
+    ``lr`` and optional ``options`` (keyword arguments of the baseline).
+    """
+    _check_keys(opts, ("method", "epochs", "lr", "options"),
+                "clustering_hparams: warm_start")  # fmt: skip
+    labels = cluster(x.numpy(), opts["method"], n_clusters, seed=seed,
+                     **(opts.get("options") or {}))  # fmt: skip
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=opts["lr"], momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    for _ in range(int(opts["epochs"])):
+        perm = torch.randperm(n, generator=g)
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            logits = model(x[idx].to(device))
+            loss = torch.nn.functional.cross_entropy(logits, y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    logger.info(
+        "warm start: %d passes on the %s assignment (%d clusters)",
+        int(opts["epochs"]), opts["method"], int(torch.unique(y).numel()),
+    )  # fmt: skip
 
 
 def write_pseudolabel_csv(
@@ -1240,6 +1328,7 @@ def pseudo_label_stage(
     }
     out_csv = {k: os.path.join(out_dir, f"pseudo_{k}.csv") for k in names}
     if not begin_stage(out_dir, opts, f"clustering ({method})"):
+        seed_stage(cluster_kwargs.get("seed", 0), f"clustering/{method}")
         ids = representations["ids"]
         true = (
             _true_labels([manifests[k] for k in names], ids)

@@ -16,7 +16,6 @@ Authors
 """
 
 import numpy as np
-import pyroomacoustics as pra
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
 from speechbrain_ssv.utils.errors import SSVInputError
@@ -300,6 +299,11 @@ def room_rir(rng, absorption, distance, max_order, dims=None):
     angle = rng.uniform(-0.5, 0.5)
     mic = src + distance * np.array([np.cos(angle), np.sin(angle), 0.0])
     mic = np.clip(mic + [0, 0, rng.uniform(-0.3, 0.2)], 0.3, dims - 0.3)
+    # Imported here, not at the top: pyroomacoustics comes with the minivox
+    # extra, and the rest of this module (and its importers) must work
+    # without it.
+    import pyroomacoustics as pra
+
     room = pra.ShoeBox(
         dims,
         fs=FS,

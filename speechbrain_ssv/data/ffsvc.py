@@ -85,6 +85,7 @@ from speechbrain_ssv.utils.errors import (
     ManifestError,
     SSVInputError,
     TrialListError,
+    run_cli,
 )
 from speechbrain_ssv.utils.io import atomic_path, write_json
 
@@ -327,6 +328,7 @@ def read_meta_csv(path, folder):
                 )
 
             def get(key, fields=fields):
+                """The stripped value of column ``key``, or ``''`` when absent."""
                 return fields[col[key]].strip() if key in col else ""
 
             utt, spk, device = get("utt"), get("spk"), get("device")
@@ -590,6 +592,7 @@ def _resolver(utts):
     }
 
     def resolve(entry):
+        """The audio file a metadata entry names, or ``None``."""
         key = _strip_ext(entry.replace("\\", "/").lstrip("/"))
         if key.startswith("wav/"):
             key = key[len("wav/") :]
@@ -914,6 +917,7 @@ def prepare_ffsvc(
     genders = read_gender_meta(folders)
 
     def device_of(u):
+        """The device label of an utterance (with its distance if asked)."""
         if device_with_distance and u.distance:
             return f"{u.device}_{int(round(float(u.distance) * 100)):03d}"
         return u.device
@@ -971,6 +975,7 @@ def prepare_ffsvc(
         infos[utt_id] = audio_info(utts[utt_id].wav, expected_sr=sample_rate)
 
     def row(u):
+        """The manifest row of an utterance."""
         info = infos[u.id]
         gender = u.gender or genders.get(u.spk, "u")
         return (
@@ -1099,29 +1104,78 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_ssv.data.ffsvc",
         description="Prepare FFSVC 2020/2022 (or minivox FFSVC) CSV "
-        "manifests with device labels.",
+        "manifests (train, dev, test) with device labels, the speaker and "
+        "device lists and normalised trial lists.",
+        epilog="Bad input ends with one 'error: ...' line and exit status "
+        "2; set SSV_DEBUG=1 to see the traceback as well.",
     )
-    parser.add_argument("--data_folder", required=True, nargs="+")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--trial_lists", nargs="+", default=None)
+    parser.add_argument(
+        "--data_folder",
+        required=True,
+        nargs="+",
+        help="data folder(s); a comma-separated list also works",
+    )
+    parser.add_argument(
+        "--save_folder",
+        required=True,
+        help="where the manifests and trial lists are written",
+    )
+    parser.add_argument(
+        "--trial_lists",
+        nargs="+",
+        default=None,
+        help="trial lists, as paths or names looked up in the data folders "
+        "and their meta/ (default: every default-named list found)",
+    )
     parser.add_argument(
         "--meta_files",
         nargs="+",
         default=None,
         help="one metadata file per data folder ('auto' to detect)",
     )
-    parser.add_argument("--split_ratio", nargs=2, type=float, default=[90, 10])
-    parser.add_argument("--min_duration", type=float, default=1.0)
+    parser.add_argument(
+        "--split_ratio",
+        nargs=2,
+        type=float,
+        default=[90, 10],
+        metavar=("TRAIN", "DEV"),
+        help="train/dev proportions of each training speaker's recordings "
+        "(default: 90 10)",
+    )
+    parser.add_argument(
+        "--min_duration",
+        type=float,
+        default=1.0,
+        help="files shorter than this (seconds) are left out of train/dev "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--sample_rate",
         type=int,
         default=16000,
-        help="required sample rate; 0 accepts any",
+        help="required sample rate in Hz; 0 accepts any (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=1986)
-    parser.add_argument("--keep_trial_speakers", action="store_true")
-    parser.add_argument("--device_with_distance", action="store_true")
-    parser.add_argument("--skip_prep", action="store_true")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1986,
+        help="seed of the train/dev split (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep_trial_speakers",
+        action="store_true",
+        help="do not exclude trial-list speakers from train/dev",
+    )
+    parser.add_argument(
+        "--device_with_distance",
+        action="store_true",
+        help="label devices <DEV>_<cm> (e.g. MIC_150) instead of <DEV>",
+    )
+    parser.add_argument(
+        "--skip_prep",
+        action="store_true",
+        help="write nothing; only print the output paths (they must exist)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     folders = [f for arg in args.data_folder for f in split_folders(arg)]
@@ -1146,7 +1200,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SSVInputError as err:
-        sys.exit(f"error: {err}")
+    sys.exit(run_cli(main))

@@ -52,6 +52,7 @@ Authors
 """
 
 import argparse
+import importlib
 import multiprocessing as mp
 import os
 import string
@@ -78,7 +79,11 @@ from speechbrain_ssv.data.channels import (
 )
 from speechbrain_ssv.data.text import SentenceGenerator
 from speechbrain_ssv.data.voices import draw_voice, get_engine
-from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.errors import (
+    MissingExtraError,
+    SSVInputError,
+    report_user_error,
+)
 from speechbrain_ssv.utils.io import write_json, write_text, write_wav
 
 VERSION = 1
@@ -106,6 +111,12 @@ SIZES = {
     },
 }
 VARIANTS = ("voxceleb", "ffsvc")
+#: What the generator needs beyond the base install (module: distribution),
+#: all provided by ``pip install 'speechbrain-ssv[minivox]'``.
+EXTRA_MODULES = {
+    "pyroomacoustics": "pyroomacoustics",
+    "espeakng_loader": "espeakng-loader",
+}
 _SESSION_CHARS = string.ascii_letters + string.digits + "-_"
 _OPTION_KEYS = (
     "n_speakers",
@@ -811,6 +822,35 @@ def _check_or_record_options(root, opts):
     write_json(path, record)
 
 
+def check_minivox_extra():
+    """Raise one error naming every missing dependency of the generator.
+
+    Only the generator needs them, so they are an extra of the package and
+    are imported where used; checking them all up front turns what would
+    be an ``ImportError`` deep in a worker into one line saying what to
+    install.
+
+    Raises
+    ------
+    MissingExtraError
+        When a module of :data:`EXTRA_MODULES` cannot be imported.
+
+    Example
+    -------
+    >>> check_minivox_extra()  # both installed: nothing to say
+    """
+    missing = []
+    for module, dist in EXTRA_MODULES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(dist)
+    if missing:
+        raise MissingExtraError(
+            "minivox", missing, "the minivox corpus generator"
+        )
+
+
 def generate_minivox(
     root,
     size="default",
@@ -850,12 +890,22 @@ def generate_minivox(
     dict
         ``root``, ``options``, ``n_speakers``, ``n_test_speakers``,
         ``n_files``, ``written``, ``skipped``, ``n_trials``, ``seconds``.
+
+    Raises
+    ------
+    SSVInputError
+        On a bad option, or a folder holding a corpus made with other
+        options.
+    MissingExtraError
+        When the ``minivox`` extra (pyroomacoustics, espeakng-loader) is not
+        installed.
     """
     opts = resolve_options(size, variant, channel, seed, **overrides)
     if not isinstance(workers, int) or workers < 1:
         raise SSVInputError(
             "workers", f"got {workers!r}; expected an integer >= 1"
         )
+    check_minivox_extra()
     start = time.time()
     root = os.path.abspath(os.fspath(root))
     os.makedirs(os.path.join(root, "meta"), exist_ok=True)
@@ -915,19 +965,76 @@ def main(argv=None):
     """
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_ssv.data.minivox",
-        description="Generate the embedded minivox speaker-verification corpus.",
+        description="Generate the embedded minivox speaker-verification "
+        "corpus, laid out like VoxCeleb1 (or FFSVC), with its trial list, "
+        "noise and room-impulse-response sets. Rerunning with the same "
+        "options finishes an interrupted run; the output is byte-identical "
+        "for the same seed and options. Needs the minivox extra: "
+        "pip install 'speechbrain-ssv[minivox]'.",
+        epilog="Bad input ends with one 'error: ...' line and exit status "
+        "2; set SSV_DEBUG=1 to see the traceback as well.",
     )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", default="default", choices=sorted(SIZES))
-    parser.add_argument("--variant", default="voxceleb", choices=list(VARIANTS))
     parser.add_argument(
-        "--channel", default="strong", choices=sorted(STRENGTHS)
+        "--out",
+        required=True,
+        help="output folder (created; an existing corpus made with the same "
+        "options is completed, one made with other options is refused)",
     )
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--n_speakers", type=int, default=None)
-    parser.add_argument("--n_utts", type=int, default=None)
-    parser.add_argument("--n_test_speakers", type=int, default=None)
+    parser.add_argument(
+        "--size",
+        default="default",
+        choices=sorted(SIZES),
+        help="preset: tiny is 16 speakers (6 held out) x 6 utterances, for "
+        "tests; default is 200 speakers (40 held out) x 20 utterances "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--variant",
+        default="voxceleb",
+        choices=list(VARIANTS),
+        help="voxceleb: one file per utterance; ffsvc: every utterance "
+        "rendered through each simulated device and distance "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--channel",
+        default="strong",
+        choices=sorted(STRENGTHS),
+        help="per-session channel strength (room, device response, noise, "
+        "level); none keeps the clean voice (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1234,
+        help="corpus random seed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes; 1 runs in-process; the output does not "
+        "depend on it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n_speakers",
+        type=int,
+        default=None,
+        help="number of speakers (default: from --size)",
+    )
+    parser.add_argument(
+        "--n_utts",
+        type=int,
+        default=None,
+        help="utterances per speaker, at least 2 (default: from --size)",
+    )
+    parser.add_argument(
+        "--n_test_speakers",
+        type=int,
+        default=None,
+        help="held-out speakers for the trial list, at least 2 and fewer "
+        "than --n_speakers (default: from --size)",
+    )
     args = parser.parse_args(argv)
     try:
         summary = generate_minivox(
@@ -942,8 +1049,7 @@ def main(argv=None):
             n_test_speakers=args.n_test_speakers,
         )
     except SSVInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_user_error(err)
     print(
         f"minivox: {summary['n_files']} files ({summary['written']} written, "
         f"{summary['skipped']} already there), {summary['n_speakers']} speakers "

@@ -6,7 +6,8 @@ through ``tone``, optionally a Klatt glottal source), a speaking rate and an
 English accent. Gender is drawn first and conditions the F0 and formant
 ranges, so the metadata gender agrees with what is heard.
 
-The espeak-ng library and data come from the ``espeakng-loader`` wheel and are
+The espeak-ng library and data come from the ``espeakng-loader`` wheel (the
+``minivox`` extra: ``pip install 'speechbrain-ssv[minivox]'``) and are
 driven through ``ctypes`` with a synthesis callback (no subprocess, no system
 package). Two espeak-ng behaviours shape this module:
 
@@ -36,7 +37,7 @@ import tempfile
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
-from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.errors import MissingExtraError, SSVInputError
 
 #: English accents espeak-ng ships, with the nationality written to the
 #: VoxCeleb-style metadata. ``en-gb-scotland`` is left out: its renders
@@ -210,10 +211,8 @@ class EspeakEngine:
         try:
             import espeakng_loader
         except ImportError as err:
-            raise SSVInputError(
-                "espeakng-loader",
-                "is not installed; `pip install espeakng-loader` provides the "
-                "espeak-ng library and data that minivox needs",
+            raise MissingExtraError(
+                "minivox", ["espeakng-loader"], "the espeak-ng voice engine"
             ) from err
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         src = espeakng_loader.get_data_path()

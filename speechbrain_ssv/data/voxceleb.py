@@ -58,6 +58,7 @@ from speechbrain_ssv.utils.errors import (
     ManifestError,
     SSVInputError,
     TrialListError,
+    run_cli,
 )
 from speechbrain_ssv.utils.io import atomic_path, write_json
 
@@ -711,7 +712,11 @@ def main(argv=None):
     """
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_ssv.data.voxceleb",
-        description="Prepare VoxCeleb1/2 CSV manifests and trial lists.",
+        description="Prepare VoxCeleb1/2 (or minivox) CSV manifests "
+        "(train, dev, test), the speaker list and normalised trial lists "
+        "from folders laid out as <folder>/wav/<spk>/<session>/<utt>.wav.",
+        epilog="Bad input ends with one 'error: ...' line and exit status "
+        "2; set SSV_DEBUG=1 to see the traceback as well.",
     )
     parser.add_argument(
         "--data_folder",
@@ -719,18 +724,58 @@ def main(argv=None):
         nargs="+",
         help="data folder(s); a comma-separated list also works",
     )
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--trial_lists", nargs="+", default=["veri_test2.txt"])
-    parser.add_argument("--split_ratio", nargs=2, type=float, default=[90, 10])
-    parser.add_argument("--min_duration", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=1986)
-    parser.add_argument("--max_speakers", type=int, default=None)
+    parser.add_argument(
+        "--save_folder",
+        required=True,
+        help="where the manifests and trial lists are written",
+    )
+    parser.add_argument(
+        "--trial_lists",
+        nargs="+",
+        default=["veri_test2.txt"],
+        help="trial lists, as paths or names looked up in <folder>/meta/ "
+        "and <folder>/ (default: veri_test2.txt)",
+    )
+    parser.add_argument(
+        "--split_ratio",
+        nargs=2,
+        type=float,
+        default=[90, 10],
+        metavar=("TRAIN", "DEV"),
+        help="train/dev proportions of each training speaker's utterances "
+        "(default: 90 10)",
+    )
+    parser.add_argument(
+        "--min_duration",
+        type=float,
+        default=3.0,
+        help="files shorter than this (seconds) are left out of train/dev "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1986,
+        help="seed of the train/dev split and of the speaker subset "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_speakers",
+        type=int,
+        default=None,
+        help="keep a seeded random subset of this many training speakers "
+        "(default: all)",
+    )
     parser.add_argument(
         "--keep_trial_speakers",
         action="store_true",
         help="do not exclude trial-list speakers from train/dev",
     )
-    parser.add_argument("--skip_prep", action="store_true")
+    parser.add_argument(
+        "--skip_prep",
+        action="store_true",
+        help="write nothing; only print the output paths (they must exist)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     folders = [f for arg in args.data_folder for f in split_folders(arg)]
@@ -750,7 +795,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SSVInputError as err:
-        sys.exit(f"error: {err}")
+    sys.exit(run_cli(main))

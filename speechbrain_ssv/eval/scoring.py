@@ -44,8 +44,7 @@ def l2_normalize(emb, eps=1e-6):
     >>> l2_normalize(torch.tensor([[3.0, 4.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929]]
     """
-    emb = _as_tensor(emb)
-    return emb / emb.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return torch.nn.functional.normalize(_as_tensor(emb), dim=-1, eps=eps)
 
 
 def cosine_scores(

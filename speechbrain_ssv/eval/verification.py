@@ -16,6 +16,7 @@ import torch
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.eval.metrics import eer_mindcf
 from speechbrain_ssv.eval.plots import plot_det, plot_score_histogram
+from speechbrain_ssv.eval.report import plot_title
 from speechbrain_ssv.eval.scoring import (
     NORM_METHODS,
     cosine_scores,
@@ -133,6 +134,7 @@ def evaluate_verification(
     max_seconds=None,
     sample_rate=16000,
     progress=True,
+    extra_metrics=None,
 ):
     """Evaluate an embedding model on a trial list.
 
@@ -170,13 +172,16 @@ def evaluate_verification(
     device : str
         Device the batches are sent to.
     title : str | None
-        Plot title (default: ``model_tag``).
+        Names the model in the plot titles, e.g. ``"SDPN (teacher), epoch
+        8"`` (default: ``model_tag``); ``": EER x.xx%"`` is appended.
     max_seconds : float | None
         Crop utterances to their first ``max_seconds``.
     sample_rate : int
         Required sampling rate.
     progress : bool
         Show progress bars.
+    extra_metrics : dict | None
+        More entries for ``metrics.json`` (e.g. the model's path).
 
     Returns
     -------
@@ -264,11 +269,15 @@ def evaluate_verification(
         "model_tag": model_tag,
         "trial_list": os.path.abspath(trial_path),
         "min_dcf_normalised": True,
+        **(extra_metrics or {}),
     }
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    title = title or model_tag
+    # A title reads as the model and its result, not as the cache tag.
+    name = title or model_tag
+    title = plot_title(name, eer=m["eer"])
+    # The legend adds the EER to the curve's name itself.
     plot_det(
-        {title: (scores, labels)}, os.path.join(out_dir, "det.png"), title=title
+        {name: (scores, labels)}, os.path.join(out_dir, "det.png"), title=title
     )
     plot_score_histogram(
         scores, labels, os.path.join(out_dir, "score_hist.png"), title=title

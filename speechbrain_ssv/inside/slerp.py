@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["slerp", "slerp_grid"]
 
@@ -58,6 +59,8 @@ def _as_tensor(x, name):
 
 
 def _unit(x, name):
+    # The norms serve the check too; F.normalize's eps would rescale, not
+    # reject, vectors shorter than 1e-12.
     norm = x.norm(dim=-1, keepdim=True)
     bad = ~torch.isfinite(norm) | (norm == 0)
     if bool(bad.any()):
@@ -75,7 +78,7 @@ def _perpendicular(u):
     k = u.abs().argmin(dim=-1, keepdim=True)
     axis = torch.zeros_like(u).scatter_(-1, k, 1.0)
     p = axis - u.gather(-1, k) * u
-    return p / p.norm(dim=-1, keepdim=True)
+    return F.normalize(p, dim=-1)
 
 
 def _alpha_for(alpha, x):
@@ -178,7 +181,7 @@ def slerp(a, b, alpha=0.5, eps=1e-6):
             alpha * theta
         ) * _perpendicular(a_hat)
         out = torch.where(near_opposite & ~near_same, around, out)
-    out = out / out.norm(dim=-1, keepdim=True)
+    out = F.normalize(out, dim=-1)
     out = out.to(out_dtype)
     if return_numpy:
         return out.cpu().numpy()

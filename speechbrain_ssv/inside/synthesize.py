@@ -83,7 +83,11 @@ from tqdm import tqdm
 from speechbrain_ssv.data.text import SentenceGenerator, number_to_words
 from speechbrain_ssv.data.voxceleb import CSV_COLUMNS
 from speechbrain_ssv.inside.tts import resample
-from speechbrain_ssv.utils.errors import ManifestError, SSVInputError
+from speechbrain_ssv.utils.errors import (
+    ManifestError,
+    SSVInputError,
+    report_user_error,
+)
 from speechbrain_ssv.utils.io import atomic_path, write_json, write_wav
 
 logger = logging.getLogger(__name__)
@@ -1033,21 +1037,86 @@ def main(argv=None):
     """
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_ssv.inside.synthesize",
-        description="Speak synthetic identities (d-vectors) with YourTTS.",
+        description="Speak synthetic identities (d-vectors) with YourTTS "
+        "into a VoxCeleb-like folder with a CSV manifest per shard; "
+        "sharded, resumable and seeded. --gather alone merges the shard "
+        "manifests into synth.csv. Needs the tts extra: "
+        "pip install 'speechbrain-ssv[tts]'.",
+        epilog="Bad input ends with one 'error: ...' line and exit status "
+        "2; set SSV_DEBUG=1 to see the traceback as well.",
     )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model_dir", help="YourTTS release folder or name")
-    parser.add_argument("--identities", help=".npz or .pt identities file")
-    parser.add_argument("--n_utts", type=int, default=20)
-    parser.add_argument("--texts", default=None, help="corpus, one per line")
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--shard", default=None, help="i/N (default: torchrun)")
-    parser.add_argument("--language", default="en")
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--n_sessions", type=int, default=1)
-    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (wav/, manifests/, synth.csv, meta/)",
+    )
+    parser.add_argument(
+        "--model_dir",
+        help="YourTTS release folder or name (required unless --gather)",
+    )
+    parser.add_argument(
+        "--identities",
+        help=".npz or .pt file of identity ids and 512-d d-vectors "
+        "(required unless --gather)",
+    )
+    parser.add_argument(
+        "--n_utts",
+        type=int,
+        default=20,
+        help="utterances per identity (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--texts",
+        default=None,
+        help="text corpus, one sentence per line (default: the package's "
+        "sentence generator)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1234,
+        help="base seed of texts, sessions and sampling noise "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        help="this process's shard as i/N, e.g. 0/2 (default: torchrun's "
+        "RANK/WORLD_SIZE when set, else everything)",
+    )
+    parser.add_argument(
+        "--language",
+        default="en",
+        help="model language: en, fr-fr or pt-br for YourTTS "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=1,
+        help="utterances of one identity synthesised together; a resumed "
+        "run must use the same value (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n_sessions",
+        type=int,
+        default=1,
+        help="sessions per identity (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda:0 (default: cuda:LOCAL_RANK "
+        "when CUDA is available, else cpu)",
+    )
     parser.add_argument(
         "--gather", action="store_true", help="only merge the shard manifests"
+    )
+    parser.add_argument(
+        "--trust_checkpoint",
+        action="store_true",
+        help="also load pickled checkpoints (torch.load weights_only=False "
+        "runs code stored in the file: only for files you trust)",
     )
     args = parser.parse_args(argv)
     try:
@@ -1059,7 +1128,9 @@ def main(argv=None):
         from speechbrain_ssv.inside.tts import load_yourtts
 
         tts = load_yourtts(
-            args.model_dir, device=args.device or _default_device()
+            args.model_dir,
+            device=args.device or _default_device(),
+            trust_checkpoint=args.trust_checkpoint,
         )
         summary = synthesize_identities(
             tts,
@@ -1074,8 +1145,8 @@ def main(argv=None):
             n_sessions=args.n_sessions,
         )
     except (SSVInputError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        # ImportError: the tts extra (coqui-tts) is missing.
+        return report_user_error(err)
     i, n = summary["shard"]
     print(
         f"shard {i}/{n}: {summary['identities']} identities, "

@@ -45,7 +45,7 @@ from speechbrain_ssv.inside.tts import (
     patch_yourtts_config,
     require_tts,
 )
-from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.errors import SSVInputError, report_user_error
 from speechbrain_ssv.utils.io import save_torch, write_json
 
 __all__ = ["FOREIGN_ROOT", "LANGUAGES", "build_tiny_yourtts", "main"]
@@ -320,15 +320,21 @@ def main(argv=None):
         prog="python -m speechbrain_ssv.inside.tiny",
         description="Build a tiny random YourTTS-layout checkpoint "
         "(for tests and mechanics runs; it does not speak).",
+        epilog="Bad input ends with one 'error: ...' line and exit status "
+        "2; set SSV_DEBUG=1 to see the traceback as well.",
     )
     parser.add_argument("--out", required=True, help="destination folder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random weights (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         paths = build_tiny_yourtts(args.out, seed=args.seed)
     except (SSVInputError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_user_error(err)
     print(f"tiny YourTTS checkpoint -> {paths['folder']}")
     return 0
 

@@ -11,6 +11,12 @@ Loading works offline from a folder in the release layout (the unpacked
     model_file.pth  config.json  speakers.json  language_ids.json
     model_se.pth    config_se.json
 
+or in any other layout Coqui's own model manager accepts, such as the
+v0.5.0 zip's ``model_file.pth.tar``, ``model_se.pth.tar`` and
+``speakers.pth`` (:func:`check_release_folder`, :data:`PATH_KEYS`).
+Checkpoints load with ``torch.load(weights_only=True)``; pickled ones need
+the explicit opt-in ``trust_checkpoint=True``.
+
 The released ``config.json`` names its auxiliary files by absolute paths on
 the machine it was trained on, so Coqui fails with ``FileNotFoundError`` on
 any other machine. :func:`load_yourtts` never edits the user's folder
@@ -20,8 +26,9 @@ path the caller chooses, and loads from that.
 
 Embeddings follow the encoder's own feature path (the path of Coqui's
 ``SpeakerManager.compute_embedding_from_clip``): mono audio resampled with
-soxr's high-quality mode to the encoder rate, RMS-normalised to the
-configured level (-27 dB), then ``num_eval`` evenly spaced windows of 250
+soxr's high-quality mode to the encoder rate, silence-trimmed and
+peak-normalised when the encoder config asks for it (``do_trim_silence``,
+``do_sound_norm``), RMS-normalised to the configured level (-27 dB), then ``num_eval`` evenly spaced windows of 250
 hops (2.5 s at 16 kHz; the whole clip when shorter), each L2-normalised, and
 their mean. Windows of equal length are batched across clips, which is where
 the speed-up over Coqui's one-clip-at-a-time loop comes from. Because each
@@ -33,12 +40,14 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import contextlib
 import csv
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import pathlib
 import pickle
 import tempfile
 from typing import NamedTuple
@@ -59,7 +68,10 @@ from speechbrain_ssv.utils.io import save_torch, write_json
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ENCODER_FILE_NAMES",
     "EmbeddingResult",
+    "MODEL_FILE_NAMES",
+    "PATH_KEYS",
     "RELEASE_FILES",
     "YOURTTS_NAME",
     "YourTTS",
@@ -84,13 +96,32 @@ RELEASE_FILES = (
 YOURTTS_NAME = "tts_models/multilingual/multi-dataset/your_tts"
 INSTALL_HINT = 'pip install "speechbrain-ssv[tts]"'
 
-# config.json keys holding a path, and the release file each must point at.
-_PATH_KEYS = {
-    "d_vector_file": "speakers.json",
-    "language_ids_file": "language_ids.json",
-    "speaker_encoder_model_path": "model_se.pth",
-    "speaker_encoder_config_path": "config_se.json",
+# The names Coqui's ModelManager (TTS/utils/manage.py, coqui-tts 0.28)
+# accepts in a model folder, in our order of preference. Older releases
+# (the v0.5.0 YourTTS zip) use the ``.pth.tar`` and ``speakers.pth`` names.
+MODEL_FILE_NAMES = (
+    "model_file.pth",
+    "model_file.pth.tar",
+    "model.pth",
+    "checkpoint.pth",
+)
+ENCODER_FILE_NAMES = ("model_se.pth", "model_se.pth.tar")
+# Every config key holding a path that Coqui rewrites after a download, and
+# the file names it falls back to when the key's own base name is absent.
+# Keys without a dot are looked up at the top level and under model_args.
+PATH_KEYS = {
+    "audio.stats_path": ("scale_stats.npy",),
+    "d_vector_file": ("speakers.json", "speakers.pth"),
+    "speakers_file": ("speaker_ids.json", "speaker_ids.pth"),
+    "language_ids_file": ("language_ids.json",),
+    "speaker_encoder_model_path": ENCODER_FILE_NAMES,
+    "speaker_encoder_config_path": ("config_se.json",),
 }
+TRUST_HINT = (
+    "if you trust its origin, load it with trust_checkpoint=True "
+    "(recipe: tts_trust_checkpoint: True), which lets torch.load run the "
+    "pickled code it holds"
+)
 # Window length of one encoder pass, in hops (2.5 s at 16 kHz, hop 160);
 # the value Coqui's ``compute_embedding`` uses.
 _WINDOW_HOPS = 250
@@ -204,8 +235,52 @@ def _resolve_model_dir(model_dir):
     )
 
 
+def _first_file(folder, names):
+    for name in names:
+        path = os.path.join(folder, name)
+        if name and os.path.isfile(path):
+            return path
+    return None
+
+
+def _find_model_file(folder):
+    """The TTS checkpoint: a known name, else the folder's only ``*.pt*``
+    file that is not one of the auxiliary files (Coqui's fallback)."""
+    found = _first_file(folder, MODEL_FILE_NAMES)
+    if found:
+        return found
+    auxiliary = {name for names in PATH_KEYS.values() for name in names}
+    candidates = sorted(
+        str(p)
+        for p in pathlib.Path(folder).rglob("*.pt*")
+        if p.is_file() and p.name not in auxiliary
+    )
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _find_config(folder):
+    """``config.json``, at the top or else the shallowest one below."""
+    found = _first_file(folder, ["config.json"])
+    if found:
+        return found
+    configs = sorted(
+        pathlib.Path(folder).rglob("config.json"),
+        key=lambda p: (len(p.parts), str(p)),
+    )
+    return str(configs[0]) if configs else None
+
+
 def check_release_folder(folder):
-    """Check that ``folder`` holds every file of the YourTTS release.
+    """Find the files of a YourTTS release in ``folder``.
+
+    Every layout Coqui's model manager accepts is accepted: the checkpoint
+    may be named ``model_file.pth``, ``model_file.pth.tar`` (the v0.5.0
+    release), ``model.pth`` or ``checkpoint.pth``, or be the only other
+    ``*.pt*`` file; ``config.json`` may sit in a subfolder; the speaker
+    encoder is ``model_se.pth`` or ``model_se.pth.tar`` with
+    ``config_se.json``. Auxiliary files (d-vectors, speaker and language
+    ids, scale stats) are found through the config
+    (:func:`patch_yourtts_config`).
 
     Arguments
     ---------
@@ -215,39 +290,80 @@ def check_release_folder(folder):
     Returns
     -------
     dict
-        Release file name to its absolute path.
+        Absolute paths under ``"model"``, ``"config"``, ``"encoder"`` and
+        ``"encoder_config"``.
 
     Example
     -------
     >>> check_release_folder(getfixture("tmpdir"))
     Traceback (most recent call last):
     ...
-    speechbrain_ssv.utils.errors.SSVInputError: ...: is missing model_file.pth, config.json, ...
+    speechbrain_ssv.utils.errors.SSVInputError: ...: is missing the TTS checkpoint (model_file.pth or ...
     """
     folder = os.path.abspath(os.fspath(folder))
-    paths = {name: os.path.join(folder, name) for name in RELEASE_FILES}
-    missing = [name for name, p in paths.items() if not os.path.isfile(p)]
+    files = {
+        "model": _find_model_file(folder),
+        "config": _find_config(folder),
+        "encoder": _first_file(folder, ENCODER_FILE_NAMES),
+        "encoder_config": _first_file(folder, ["config_se.json"]),
+    }
+    wanted = {
+        "model": "the TTS checkpoint ("
+        + " or ".join(MODEL_FILE_NAMES)
+        + ", or a single other *.pth file)",
+        "config": "config.json",
+        "encoder": "the speaker encoder ("
+        + " or ".join(ENCODER_FILE_NAMES)
+        + ")",
+        "encoder_config": "config_se.json",
+    }
+    missing = [wanted[role] for role, path in files.items() if path is None]
     if missing:
         raise SSVInputError(
             folder,
-            f"is missing {', '.join(missing)}; expected the YourTTS release "
-            f"layout ({', '.join(RELEASE_FILES)}), i.e. the unpacked "
-            "tts_models--multilingual--multi-dataset--your_tts.zip",
+            f"is missing {', '.join(missing)}; expected a YourTTS release "
+            "folder such as the unpacked "
+            "tts_models--multilingual--multi-dataset--your_tts.zip "
+            f"({', '.join(RELEASE_FILES)})",
         )
-    return paths
+    return files
+
+
+def _set_path(section, key, new):
+    """Point ``section[key]`` at ``new`` (a list stays a one-element list);
+    returns ``(old, new_value)`` when it changed, else ``None``."""
+    if not isinstance(section, dict) or key not in section:
+        return None
+    old = section[key]
+    new_value = [new] if isinstance(old, list) else new
+    if old == new_value:
+        return None
+    section[key] = new_value
+    return old, new_value
+
+
+def _base_name(value):
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    # A config written on Windows separates with backslashes.
+    return os.path.basename(str(value or "").replace("\\", "/"))
 
 
 def patch_yourtts_config(config_path, model_dir, out_path):
     """Write a copy of a YourTTS ``config.json`` whose file paths point into
     ``model_dir``.
 
-    The released config names ``d_vector_file``, ``language_ids_file``,
-    ``speaker_encoder_model_path`` and ``speaker_encoder_config_path``
-    (at the top level and under ``model_args``) by absolute paths on the
-    training machine. Every one of those keys that is present is pointed at
-    the matching release file in ``model_dir``; a list value (newer
-    configs' ``d_vector_file``) stays a one-element list. The input file is
-    never modified; the output is written atomically.
+    A released config names its auxiliary files by absolute paths on the
+    training machine. Every key of :data:`PATH_KEYS` Coqui rewrites after a
+    download (``d_vector_file``, ``speakers_file``, ``language_ids_file``,
+    ``speaker_encoder_model_path``, ``speaker_encoder_config_path`` at the
+    top level and under ``model_args``, and ``audio.stats_path``) is
+    resolved as Coqui does: to the file in ``model_dir`` with the base name
+    the config gives, else to the first of the key's usual names present
+    (e.g. ``speakers.json`` then ``speakers.pth``). A key is only set where
+    the config has it and such a file exists; a list value stays a
+    one-element list. The input file is never modified; the output is
+    written atomically.
 
     Arguments
     ---------
@@ -261,20 +377,22 @@ def patch_yourtts_config(config_path, model_dir, out_path):
     Returns
     -------
     dict
-        ``"<key>"`` or ``"model_args.<key>"`` to ``(old, new)`` for every
-        value changed.
+        ``"<key>"``, ``"model_args.<key>"`` or ``"audio.stats_path"`` to
+        ``(old, new)`` for every value changed.
 
     Example
     -------
     >>> tmp = str(getfixture("tmpdir"))
+    >>> for name in ("speakers.pth", "language_ids.json"):
+    ...     open(os.path.join(tmp, name), "w").close()
     >>> src = os.path.join(tmp, "config.json")
     >>> write_json(src, {"d_vector_file": ["/raid/x/speakers.json"],
     ...                  "model_args": {"language_ids_file": "/raid/x/language_ids.json"}})
-    >>> changed = patch_yourtts_config(src, "/models/yourtts", tmp + "/patched.json")
+    >>> changed = patch_yourtts_config(src, tmp, tmp + "/patched.json")
     >>> sorted(changed)
     ['d_vector_file', 'model_args.language_ids_file']
-    >>> json.load(open(tmp + "/patched.json"))["d_vector_file"]
-    ['/models/yourtts/speakers.json']
+    >>> json.load(open(tmp + "/patched.json"))["d_vector_file"] == [tmp + "/speakers.pth"]
+    True
     >>> json.load(open(src))["d_vector_file"]
     ['/raid/x/speakers.json']
     """
@@ -296,22 +414,22 @@ def patch_yourtts_config(config_path, model_dir, out_path):
         raise SSVInputError(config_path, "expected a JSON object at the top")
     model_dir = os.path.abspath(os.fspath(model_dir))
     changed = {}
-    sections = [("", config)]
-    if isinstance(config.get("model_args"), dict):
-        sections.append(("model_args.", config["model_args"]))
-    for prefix, section in sections:
-        for key, filename in _PATH_KEYS.items():
-            if key not in section:
-                continue
-            old = section[key]
-            # An empty value means "not used" (e.g. no encoder): keep it so.
-            if not old:
-                continue
-            new = os.path.join(model_dir, filename)
-            new_value = [new] if isinstance(old, list) else new
-            if old != new_value:
-                section[key] = new_value
-                changed[prefix + key] = (old, new_value)
+    for field, defaults in PATH_KEYS.items():
+        if "." in field:
+            parent, key = field.split(".")
+            places = [(f"{parent}.", config.get(parent))]
+        else:
+            key = field
+            places = [("", config), ("model_args.", config.get("model_args"))]
+        places = [(p, s) for p, s in places if isinstance(s, dict)]
+        names = [_base_name(s.get(key)) for _, s in places]
+        new = _first_file(model_dir, names + list(defaults))
+        if new is None:
+            continue
+        for prefix, section in places:
+            change = _set_path(section, key, new)
+            if change is not None:
+                changed[prefix + key] = change
     write_json(out_path, config)
     return changed
 
@@ -393,6 +511,8 @@ class YourTTS:
         The encoder's config (``config_se.json``).
     model_dir : str
         The release folder it was loaded from.
+    encoder_file : str | None
+        The encoder checkpoint (``None``: ``model_dir/model_se.pth``).
 
     Attributes
     ----------
@@ -404,11 +524,20 @@ class YourTTS:
         Size of the d-vectors the model is conditioned on (512).
     languages : list of str
         Language names, e.g. ``["en", "fr-fr", "pt-br"]``.
+    encoder_trim_db : float | None
+        Silence threshold (dB below the peak) trimmed from both ends of a
+        clip before embedding; ``None`` when the encoder config's
+        ``do_trim_silence`` is off.
+    encoder_sound_norm : bool
+        Whether clips are peak-normalised (``do_sound_norm``).
     encoder_tag : str
-        Identifies the encoder weights (file, size, mtime), for caches.
+        Identifies the encoder weights (file, size, mtime) and the audio
+        preprocessing, for caches.
     """
 
-    def __init__(self, model, encoder, encoder_config, model_dir):
+    def __init__(
+        self, model, encoder, encoder_config, model_dir, encoder_file=None
+    ):
         self.model = model
         self.encoder = encoder
         self.encoder_config = encoder_config
@@ -423,12 +552,23 @@ class YourTTS:
         self.encoder_db_level = (
             float(audio.db_level) if audio.get("do_rms_norm") else None
         )
+        # The other two steps of AudioProcessor.load_wav, in its order:
+        # silence trimming, peak normalisation, then RMS normalisation.
+        self.encoder_trim_db = (
+            float(audio.trim_db) if audio.get("do_trim_silence") else None
+        )
+        self.encoder_win_length = int(audio.win_length)
+        self.encoder_sound_norm = bool(audio.get("do_sound_norm"))
         self.d_vector_dim = int(model.args.d_vector_dim)
         lm = model.language_manager
         self.languages = list(lm.name_to_id) if lm is not None else []
-        se_path = os.path.join(model_dir, "model_se.pth")
+        se_path = encoder_file or os.path.join(model_dir, "model_se.pth")
         st = os.stat(se_path)
-        self.encoder_tag = f"{se_path}:{st.st_size}:{st.st_mtime_ns}"
+        self.encoder_tag = (
+            f"{se_path}:{st.st_size}:{st.st_mtime_ns}:"
+            f"{self.encoder_trim_db}:{self.encoder_sound_norm}:"
+            f"{self.encoder_db_level}"
+        )
 
     @property
     def device(self):
@@ -481,21 +621,75 @@ class YourTTS:
         )
 
 
-def load_yourtts(model_dir, device="cpu", patched_config=None):
+def _loaded_file(f):
+    """Best-effort name of what ``torch.load`` was given."""
+    if isinstance(f, (str, os.PathLike)):
+        return os.fspath(f)
+    for attr in ("path", "name"):
+        name = getattr(f, attr, None)
+        if isinstance(name, (str, os.PathLike)):
+            return os.fspath(name)
+    return "a checkpoint"
+
+
+@contextlib.contextmanager
+def _torch_load_policy(trust_checkpoint):
+    """Route Coqui's ``torch.load`` calls while a model loads.
+
+    Coqui decides ``weights_only`` itself, deep inside (trainer's
+    ``load_fsspec``, the d-vector file loader), and gives callers no way to
+    change it, so ``torch.load`` is wrapped for the duration of the load:
+    with ``trust_checkpoint`` every call loads with ``weights_only=False``;
+    without it, a refused file raises an :class:`SSVInputError` naming the
+    file and the opt-in. Not thread-safe: load models one at a time.
+    """
+    original = torch.load
+
+    def load(f, *args, **kwargs):
+        """``torch.load`` with a clear error for a checkpoint that needs pickle."""
+        if trust_checkpoint:
+            kwargs["weights_only"] = False
+            return original(f, *args, **kwargs)
+        try:
+            return original(f, *args, **kwargs)
+        except pickle.UnpicklingError as err:
+            raise SSVInputError(
+                _loaded_file(f),
+                "holds pickled Python objects that "
+                f"torch.load(weights_only=True) refuses "
+                f"({str(err).splitlines()[0]}); {TRUST_HINT}",
+            ) from None
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def load_yourtts(
+    model_dir, device="cpu", patched_config=None, trust_checkpoint=False
+):
     """Load YourTTS offline from a release folder (or the Coqui cache).
 
     Arguments
     ---------
     model_dir : str
-        A folder in the release layout (see the module docstring), or a
-        Coqui model name such as ``tts_models/multilingual/multi-dataset/
-        your_tts``, looked up in ``$TTS_HOME/tts`` (no download).
+        A folder in any release layout Coqui's model manager accepts (see
+        :func:`check_release_folder`), or a Coqui model name such as
+        ``tts_models/multilingual/multi-dataset/your_tts``, looked up in
+        ``$TTS_HOME/tts`` (no download).
     device : str | torch.device
         Where to put the model and the encoder.
     patched_config : str | None
         Where to keep the patched ``config.json``; ``None`` uses a temporary
         folder that is removed after loading. The folder's own files are
         never modified.
+    trust_checkpoint : bool
+        Checkpoints are loaded with ``torch.load(weights_only=True)``, which
+        refuses pickled Python objects (old releases store some). ``True``
+        loads them with ``weights_only=False``, which runs any code the
+        pickle holds: only for files from a source you trust.
 
     Returns
     -------
@@ -512,56 +706,76 @@ def load_yourtts(model_dir, device="cpu", patched_config=None):
     from TTS.config import load_config
     from TTS.tts.models import setup_model
 
+    if not isinstance(trust_checkpoint, bool):
+        raise SSVInputError(
+            "trust_checkpoint",
+            f"is {trust_checkpoint!r}; expected True or False",
+        )
     folder = _resolve_model_dir(model_dir)
     files = check_release_folder(folder)
     with tempfile.TemporaryDirectory(prefix="ssv-yourtts-") as tmp:
         config_path = patched_config or os.path.join(tmp, "config.json")
-        patch_yourtts_config(files["config.json"], folder, config_path)
+        patch_yourtts_config(files["config"], folder, config_path)
         config = load_config(config_path)
     if str(config.get("model", "")).lower() != "vits":
         raise SSVInputError(
-            files["config.json"],
+            files["config"],
             f"is a {config.get('model')!r} config; expected YourTTS (vits)",
         )
     args = config.model_args
     if not args.use_d_vector_file or not args.d_vector_dim:
         raise SSVInputError(
-            files["config.json"],
+            files["config"],
             "model_args.use_d_vector_file is false; expected a YourTTS "
             "model conditioned on external d-vectors",
         )
-    model = setup_model(config)
-    try:
-        model.load_checkpoint(config, files["model_file.pth"], eval=True)
-    except (RuntimeError, KeyError) as err:
-        raise SSVInputError(
-            files["model_file.pth"],
-            f"does not match config.json ({str(err).splitlines()[0]})",
-        ) from None
-    except pickle.UnpicklingError as err:
-        # Coqui loads checkpoints with torch.load(weights_only=True).
-        raise SSVInputError(
-            files["model_file.pth"],
-            "holds objects torch.load(weights_only=True) refuses "
-            f"({str(err).splitlines()[0]}); expected a coqui-tts 0.28 "
-            "compatible checkpoint",
-        ) from None
-    manager = model.speaker_manager
-    if manager.encoder is None:
-        # Configs without the speaker-consistency loss do not load the
-        # encoder with the model; the release still ships it.
-        manager.init_encoder(files["model_se.pth"], files["config_se.json"])
+    with _torch_load_policy(trust_checkpoint):
+        try:
+            # The constructor reads the d-vector, speaker and language files
+            # and, with the speaker-consistency loss, the encoder.
+            model = setup_model(config)
+        except FileNotFoundError as err:
+            raise SSVInputError(
+                files["config"],
+                f"names a file that is not in {folder} ({err}); expected the "
+                "auxiliary files next to it under their release names "
+                f"({', '.join(n for names in PATH_KEYS.values() for n in names)})",
+            ) from None
+        try:
+            model.load_checkpoint(config, files["model"], eval=True)
+        except (RuntimeError, KeyError) as err:
+            raise SSVInputError(
+                files["model"],
+                f"does not match config.json ({str(err).splitlines()[0]})",
+            ) from None
+        manager = model.speaker_manager
+        if manager.encoder is None:
+            # Configs without the speaker-consistency loss do not load the
+            # encoder with the model; the release still ships it.
+            manager.init_encoder(files["encoder"], files["encoder_config"])
     encoder = manager.encoder.eval()
     params = manager.encoder_config.model_params
     if not params.get("use_torch_spec", False):
         raise SSVInputError(
-            files["config_se.json"],
+            files["encoder_config"],
             "model_params.use_torch_spec is false; only encoders that compute "
             "their own spectrogram from the waveform (as YourTTS's) are "
             "supported",
         )
-    tts = YourTTS(model, encoder, manager.encoder_config, folder)
+    tts = YourTTS(
+        model,
+        encoder,
+        manager.encoder_config,
+        folder,
+        encoder_file=_encoder_file(config, files),
+    )
     return tts.to(device)
+
+
+def _encoder_file(config, files):
+    """The encoder checkpoint the model actually loaded."""
+    path = config.model_args.get("speaker_encoder_model_path")
+    return path if path and os.path.isfile(path) else files["encoder"]
 
 
 def _read_clip(path, start=0, stop=None):
@@ -606,8 +820,34 @@ def _as_signal(item, sample_rate, index):
     return sig, int(sr)
 
 
+def _trim_silence(tts, sig):
+    """Coqui's ``trim_silence``: drop 10 ms at each end, then the leading
+    and trailing frames more than ``trim_db`` below the peak."""
+    import librosa
+
+    margin = int(tts.encoder_sample_rate * 0.01)
+    if margin:
+        sig = sig[margin:-margin]
+    try:
+        return librosa.effects.trim(
+            sig,
+            top_db=tts.encoder_trim_db,
+            frame_length=tts.encoder_win_length,
+            hop_length=tts.encoder_hop_length,
+        )[0]
+    except ValueError:
+        # Coqui logs and keeps the clip untrimmed in this case too.
+        logger.warning("clip of %d samples cannot be trimmed", len(sig))
+        return sig
+
+
 def _prepare_clip(tts, sig, sr, min_samples, min_rms):
-    """Encoder-ready float32 signal, or the reason to skip the clip."""
+    """Encoder-ready float32 signal, or the reason to skip the clip.
+
+    The steps of Coqui's ``AudioProcessor.load_wav`` for the encoder config,
+    in its order: resampling, silence trimming (``do_trim_silence``), peak
+    normalisation (``do_sound_norm``), RMS normalisation (``do_rms_norm``).
+    """
     if not np.isfinite(sig).all():
         return None, "non-finite"
     sig = resample(sig, sr, tts.encoder_sample_rate)
@@ -618,7 +858,14 @@ def _prepare_clip(tts, sig, sr, min_samples, min_rms):
     # amplified dither), so such clips carry no speaker and are skipped.
     if rms < min_rms:
         return None, "silent"
+    if tts.encoder_trim_db is not None:
+        sig = _trim_silence(tts, sig)
+        if len(sig) < min_samples:
+            return None, "too short"
+    if tts.encoder_sound_norm:
+        sig = sig / np.abs(sig).max() * 0.95
     if tts.encoder_db_level is not None:
+        rms = float(np.sqrt(np.mean(np.square(sig, dtype=np.float64))))
         sig = sig * (10 ** (tts.encoder_db_level / 20) / rms)
     return np.ascontiguousarray(sig, dtype=np.float32), None
 
@@ -773,6 +1020,7 @@ def _read_manifest(path):
 
 def _segment(row):
     def as_int(key):
+        """Column ``key`` as an int, or ``None`` when empty."""
         value = (row.get(key) or "").strip()
         return int(float(value)) if value else None
 

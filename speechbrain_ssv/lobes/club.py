@@ -38,8 +38,10 @@ Authors
 """
 
 import contextlib
+import math
 
 import torch
+import torch.nn.functional as F
 
 from speechbrain_ssv.losses.club import (
     categorical_club_bound,
@@ -94,6 +96,14 @@ class GaussianCLUB(torch.nn.Module):
         Hidden units of each branch.
     logvar_bound : float | None
         Bound of the log-variance; ``None`` leaves it unbounded.
+    scale_free : bool
+        Rescale every ``x`` and ``y`` row to norm ``sqrt(dim)`` (unit mean
+        square per dimension) before the likelihood and the bound. On raw
+        embeddings (the paper) the bound falls when the main networks
+        merely shrink ``y``: halving a device head's output roughly divides
+        it by 3, while AAM, AP and cosine scoring, which see only
+        directions, are unchanged. On rescaled rows it measures what the
+        scoring sees. A deviation from the paper, set in the recipe yaml.
 
     Example
     -------
@@ -103,13 +113,24 @@ class GaussianCLUB(torch.nn.Module):
     (torch.Size([]), torch.Size([32]))
     """
 
-    def __init__(self, x_dim, y_dim, hidden=1024, logvar_bound=1.0):
+    def __init__(
+        self, x_dim, y_dim, hidden=1024, logvar_bound=1.0, scale_free=False
+    ):
         super().__init__()
         self.x_dim = x_dim
         self.y_dim = y_dim
         self.logvar_bound = logvar_bound
+        self.scale_free = scale_free
         self.p_mu = _mlp(x_dim, hidden, y_dim)
         self.p_logvar = _mlp(x_dim, hidden, y_dim)
+
+    def _rescale(self, v):
+        """``v`` flattened to ``[N, dim]``; with ``scale_free`` each row at
+        norm ``sqrt(dim)``."""
+        v = v.reshape(v.shape[0], -1)
+        if not self.scale_free:
+            return v
+        return F.normalize(v, dim=-1) * math.sqrt(v.shape[1])
 
     def forward(self, x):
         """Parameters of ``q(y | x)``.
@@ -126,7 +147,7 @@ class GaussianCLUB(torch.nn.Module):
         logvar : torch.Tensor
             ``[N, y_dim]``.
         """
-        x = x.reshape(x.shape[0], -1)
+        x = self._rescale(x)
         logvar = self.p_logvar(x)
         if self.logvar_bound is not None:
             logvar = self.logvar_bound * torch.tanh(logvar / self.logvar_bound)
@@ -149,7 +170,7 @@ class GaussianCLUB(torch.nn.Module):
             ``[N]``.
         """
         mu, logvar = self(x)
-        return gaussian_log_likelihood(mu, logvar, y.reshape(y.shape[0], -1))
+        return gaussian_log_likelihood(mu, logvar, self._rescale(y))
 
     @float32_loss
     def learning_loss(self, x, y):
@@ -186,7 +207,7 @@ class GaussianCLUB(torch.nn.Module):
             Scalar (nats).
         """
         mu, logvar = self(x)
-        return gaussian_club_bound(mu, logvar, y.reshape(y.shape[0], -1))
+        return gaussian_club_bound(mu, logvar, self._rescale(y))
 
 
 class CategoricalCLUB(torch.nn.Module):

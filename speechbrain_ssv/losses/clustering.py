@@ -52,6 +52,8 @@ __all__ = [
     "knn_radius",
     "marginal_entropy",
     "marginal_entropy_surrogate",
+    "mixup_inputs",
+    "mixup_kl",
     "supcon_loss",
     "supcon_loss_low_rank",
     "vat_loss",
@@ -301,7 +303,10 @@ def vat_perturbation(
     xi : float
         Finite-difference step of the power iteration. Default 1e-6 as in
         VAT (the IMSAT code uses 10 on raw-scale features, far beyond the
-        unit norm of l2-normalised i-vectors).
+        unit norm of l2-normalised i-vectors). On unit-norm float32 inputs
+        1e-6 is a few ulps, and the direction is mostly rounding noise;
+        the recipes set 1e-2 (``vat_xi``), which gives the float64
+        direction (a unit test checks).
     eps : float | torch.Tensor
         Radius, scalar or ``[N]`` (IMSAT's adaptive radius, see
         :func:`knn_radius`).
@@ -332,7 +337,9 @@ def vat_perturbation(
         with torch.no_grad():
             logits = model_fn(x)
     logits = logits.detach()
-    d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    # Drawn in float32 whatever x's dtype (torch's float64 draws differ):
+    # runs in either precision start from the same direction.
+    d = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
     d = _unit_per_sample(d)
     with torch.enable_grad():
         for _ in range(n_power):
@@ -507,19 +514,95 @@ def virtual_mixup_loss(
     >>> float(loss.detach()) < 1e-6
     True
     """
-    n = x.shape[0]
     if logits is None:
         with torch.no_grad():
             logits = logits_fn(x)
-    logits = logits.detach()
+    x_mix, lam, partner = mixup_inputs(
+        x, alpha, generator=generator, partner=partner, lam=lam
+    )
+    return mixup_kl(logits, logits_fn(x_mix), lam, partner, mix_logits)
+
+
+def mixup_inputs(x, alpha=1.0, generator=None, partner=None, lam=None):
+    """The mixed inputs of ``L_Mixup``: ``x_mix_i = a_i x_i + (1 - a_i)
+    x_r_i`` with ``a_i ~ Beta(alpha, alpha)`` and ``r = randperm(N)``.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``[N, ...]`` inputs.
+    alpha : float
+        Beta parameter.
+    generator : torch.Generator | None
+        Source of ``a`` and ``r``.
+    partner : torch.Tensor | None
+        ``[N]`` long; overrides the random ``r``.
+    lam : torch.Tensor | None
+        ``[N]``; overrides the random ``a``.
+
+    Returns
+    -------
+    tuple
+        ``(x_mix, lam, partner)``: ``x_mix`` like ``x``, ``lam`` ``[N]``
+        in ``x``'s dtype, ``partner`` ``[N]`` long, all on ``x``'s device.
+
+    Example
+    -------
+    >>> x = torch.eye(3)
+    >>> x_mix, lam, r = mixup_inputs(x, partner=torch.tensor([1, 2, 0]),
+    ...                              lam=torch.full((3,), 0.25))
+    >>> x_mix[0]
+    tensor([0.2500, 0.7500, 0.0000])
+    """
+    n = x.shape[0]
     if lam is None:
         lam = sample_lambda(n, alpha, generator=generator)
     lam = torch.as_tensor(lam, dtype=x.dtype).to(x.device).reshape(n)
     if partner is None:
-        partner = torch.randperm(n, generator=generator).to(x.device)
+        partner = torch.randperm(n, generator=generator)
+    partner = torch.as_tensor(partner).to(x.device)
     shape_x = (-1, *([1] * (x.dim() - 1)))
     x_mix = lam.reshape(shape_x) * x + (1 - lam.reshape(shape_x)) * x[partner]
-    w = lam.to(logits.dtype).reshape(-1, 1)
+    return x_mix, lam, partner
+
+
+@float32_loss
+def mixup_kl(logits, mixed_logits, lam, partner, mix_logits=True):
+    """``(1/N) sum_i KL(t_i || softmax(mixed_logits_i))`` with the target
+    ``t_i`` mixed from the *detached* clean ``logits`` (see
+    :func:`virtual_mixup_loss` for ``mix_logits``).
+
+    Pass ``logits`` and ``mixed_logits`` from one forward of
+    ``cat([x, x_mix])`` when the model has BatchNorm: both halves are then
+    normalised with the same batch statistics, and the target and the
+    prediction are outputs of the same function.
+
+    Arguments
+    ---------
+    logits : torch.Tensor
+        ``[N, C]`` logits of the clean inputs (used detached).
+    mixed_logits : torch.Tensor
+        ``[N, C]`` logits of the mixed inputs (:func:`mixup_inputs`).
+    lam : torch.Tensor
+        ``[N]`` mixing weights of the clean inputs.
+    partner : torch.Tensor
+        ``[N]`` partner indices.
+    mix_logits : bool
+        Mix logits (VMT) or probabilities (Eq. 3 as printed).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+
+    Example
+    -------
+    >>> z = torch.randn(4, 5)
+    >>> float(mixup_kl(z, z, torch.ones(4), torch.arange(4)))
+    0.0
+    """
+    logits = logits.detach()
+    w = torch.as_tensor(lam).to(logits).reshape(-1, 1)
     if mix_logits:
         target_log = F.log_softmax(
             w * logits + (1 - w) * logits[partner], dim=-1
@@ -528,7 +611,7 @@ def virtual_mixup_loss(
         p = F.softmax(logits, dim=-1)
         target = w * p + (1 - w) * p[partner]
         target_log = torch.log(target.clamp_min(torch.finfo(target.dtype).tiny))
-    log_q = F.log_softmax(logits_fn(x_mix), dim=-1)
+    log_q = F.log_softmax(mixed_logits, dim=-1)
     return (target_log.exp() * (target_log - log_q)).sum(dim=-1).mean()
 
 

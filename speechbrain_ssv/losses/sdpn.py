@@ -397,6 +397,7 @@ def sdpn_loss(
     koleo_weight=0.1,
     koleo_reduction="sum",
     pair_reduction="mean",
+    skip_same_view=False,
 ):
     """Total SDPN objective, Eq. 5 plus the mean-entropy term of the code:
     ``L = L_CE + mu * L_DR + memax_weight * L_me``.
@@ -431,6 +432,9 @@ def sdpn_loss(
         ``"sum"`` or ``"mean"`` over local views.
     pair_reduction : str
         See :func:`multiview_cross_entropy`.
+    skip_same_view : bool
+        See :func:`multiview_cross_entropy` (the student also embeds the
+        global views, passed first).
 
     Returns
     -------
@@ -452,7 +456,7 @@ def sdpn_loss(
         sinkhorn_iters,
     ).reshape(g, b, k)
     log_p = student_log_probs(student_scores, student_temp)
-    ce = multiview_cross_entropy(targets, log_p, pair_reduction)
+    ce = multiview_cross_entropy(targets, log_p, pair_reduction, skip_same_view)
     zero = ce.new_zeros(())
     memax = (
         mean_entropy_penalty(log_p.exp().reshape(-1, k))

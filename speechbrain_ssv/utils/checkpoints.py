@@ -152,6 +152,7 @@ def _flag_corruption(hook, key):
     """
 
     def load(obj, path, end_of_epoch):
+        """The recovery hook, naming the file when it is corrupt."""
         try:
             return hook(obj, path, end_of_epoch)
         except Exception as err:

@@ -42,13 +42,13 @@ import traceback
 
 import torch
 
-from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.errors import (
+    USER_ERROR_STATUS,
+    SSVInputError,
+    report_user_error,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Exit status of a run stopped by bad input (a file, key or value the
-#: error names), as the package's other command lines use.
-USER_ERROR_STATUS = 2
 
 
 def process_group_active():
@@ -126,7 +126,8 @@ def run_recipe(main, argv=None):
     Without a process group (a plain ``python train.py ...``), this is just
     ``main(argv)``: the function returns and exceptions propagate, except
     bad input (:class:`~speechbrain_ssv.utils.errors.SSVInputError`), which
-    is printed as one ``error: ...`` line with exit status 2. Under
+    is printed as one ``error: ...`` line with exit status 2 (after the
+    traceback when the environment sets ``SSV_DEBUG=1``). Under
     DDP, a rank that finishes waits for every other rank, tears the process
     group down and exits with status 0 without interpreter finalization; a
     rank that fails prints its traceback and exits with status 1 (or the
@@ -160,10 +161,8 @@ def run_recipe(main, argv=None):
         exit_process(_exit_status(exc))
     except SSVInputError as err:
         # Bad input: one line naming the file or key, not a traceback
-        # (SSV_TRACEBACK=1 shows it, for debugging the package itself).
-        if os.environ.get("SSV_TRACEBACK") == "1":
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        # (SSV_DEBUG=1 shows it, for debugging the package itself).
+        report_user_error(err)
         if not process_group_active():
             sys.exit(USER_ERROR_STATUS)
         exit_process(USER_ERROR_STATUS)

@@ -116,6 +116,7 @@ def float32_loss(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        """``fn`` on float32 arguments with autocast off."""
         args = to_float32(args)
         kwargs = to_float32(kwargs)
         with _autocast_disabled():

@@ -76,12 +76,21 @@ def test_recipe_outputs(trained):
     for term in (
         "cls_s_ap",
         "cls_d",
-        "mi_s_d",
-        "mi_d_ys",
-        "mi_s_yd",
+        "mi_s_d_bound_fitted",
+        "mi_d_ys_bound_fitted",
+        "mi_s_yd_bound_fitted",
         "nll_club_s_d",
+        "bn_w_device_head",
     ):
         assert f"train {term}" in log, term
+    # Bounds on held-out (never fitted) dev batches, and the categorical
+    # bounds' ceiling log C beside them.
+    for term in (
+        "mi_s_d_bound_heldout",
+        "mi_d_ys_bound_heldout",
+        "mi_d_ys_ceiling_log_C",
+    ):
+        assert f"valid {term}" in log, term
 
 
 def test_export_loads_with_encoder_classifier(trained, tmp_path):

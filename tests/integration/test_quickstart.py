@@ -39,6 +39,9 @@ def test_quickstart_tiny(tiny_corpus, tmp_path):
         "--verify_every",
         "0",
         "--noprogressbar",
+        "--sdpn_overrides",
+        "--batch_size 8 --steps_per_epoch 3 --number_of_epochs 1 "
+        "--verify_every 0 --num_workers 0",
     ]
     proc = subprocess.run(
         cmd,
@@ -54,6 +57,7 @@ def test_quickstart_tiny(tiny_corpus, tmp_path):
         "MFCC mean + cosine",
         "ECAPA-TDNN untrained",
         "ECAPA-TDNN supervised",
+        "ECAPA-TDNN SDPN (no labels)",
     ):
         assert row in table
     assert table in proc.stdout
@@ -62,10 +66,21 @@ def test_quickstart_tiny(tiny_corpus, tmp_path):
         "MFCC mean + cosine",
         "ECAPA-TDNN untrained",
         "ECAPA-TDNN supervised (AAM)",
+        "ECAPA-TDNN SDPN (no labels)",
     }
     for m in res["rows"].values():
         assert 0.0 <= m["eer"] <= 1.0 and m["n_trials"] > 0
     assert -1.0 <= res["verify_files"]["same"] <= 1.0
+    # The example decides with the model card's EER threshold, the one
+    # calibrated on these held-out trials.
+    info = json.loads(
+        open(os.path.join(res["export_folder"], "export_info.json")).read()
+    )
+    assert res["threshold"] == info["thresholds"]["eer"]
+    assert info["thresholds"]["calibrated_on"]
+    assert "threshold" in (
+        open(os.path.join(res["export_folder"], "README.md")).read().lower()
+    )
     assert os.path.isfile(
         os.path.join(res["export_folder"], "embedding_model.ckpt")
     )

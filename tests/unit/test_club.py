@@ -260,3 +260,62 @@ def test_estimator_step_inside_frozen_raises():
             estimator_step(
                 club, opt, torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
             )
+
+
+def _fitted_gaussian_bound(club, x_s, x_d, held_s, held_d, lr, steps=150):
+    """Refit ``club`` from its initial state on (x_s, x_d); its bound on a
+    held-out batch."""
+    opt = torch.optim.Adam(club.parameters(), lr=lr)
+    for _ in range(steps):
+        estimator_step(club, opt, x_s, x_d)
+    with torch.no_grad():
+        return float(club.mi_upper_bound(held_s, held_d))
+
+
+def test_gaussian_club_bound_scale_free(tmp_path):
+    # The decoupling heads and the Gaussian estimator exactly as the CLUB
+    # recipe builds them. Halving the device head's output (what the
+    # bound's gradient does to its BatchNorm weights) must not lower the
+    # bound the main loss sees: AAM, AP and cosine scoring ignore the scale.
+    import copy
+    import pathlib
+
+    from speechbrain_ssv.utils.hparams import load_hparams
+
+    yaml = pathlib.Path(__file__).resolve().parents[2] / (
+        "recipes/FFSVC/CLUB/hparams/club_minivox.yaml"
+    )
+    hp = load_hparams(
+        str(yaml),
+        {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "o")},
+    )
+    torch.manual_seed(0)
+    block = hp["decoupling"].eval()
+    # Running statistics of a typical batch, so eval mode is realistic.
+    gen = torch.Generator().manual_seed(0)
+    emb_dim = block.speaker_head.net[0].in_features
+    mix = torch.randn(emb_dim, emb_dim, generator=gen) / emb_dim**0.5
+    batches = [torch.randn(256, emb_dim, generator=gen) @ mix for _ in range(3)]
+    block.train()
+    with torch.no_grad():
+        for b in batches:
+            block(b)
+    block.eval()
+    initial = copy.deepcopy(hp["club_s_d"])
+    lr = hp["estimator_lr"]
+
+    def bound(device_scale):
+        with torch.no_grad():
+            (x_s, x_d), (h_s, h_d) = block(batches[0]), block(batches[1])
+        return _fitted_gaussian_bound(
+            copy.deepcopy(initial),
+            x_s,
+            device_scale * x_d,
+            h_s,
+            device_scale * h_d,
+            lr,
+        )
+
+    full, half = bound(1.0), bound(0.5)
+    assert full > 1.0  # the heads share a layer: the bound sees dependence
+    assert abs(half / full - 1.0) < 0.05, (full, half)

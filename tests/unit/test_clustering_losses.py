@@ -462,3 +462,29 @@ def test_multi_objective_training_separates_blobs():
     assert float(imsat["cond_entropy"]) < 0.5
     assert float(imsat["marginal_entropy"]) > math.log(4) - 0.01
     assert cluster_accuracy(y, model.predict(x)) > 0.95
+
+
+def test_vat_direction_survives_float32_at_the_recipe_xi():
+    # On unit-norm inputs, xi = 1e-6 (VAT's) puts x + xi d within a few
+    # float32 ulps of x: the power-iteration direction is mostly rounding
+    # noise. The recipes' xi = 1e-2 gives the float64 direction.
+    torch.manual_seed(0)
+    model = ClusteringMLP(64, n_clusters=50, hidden_size=128).eval()
+    x = F.normalize(torch.randn(200, 64), dim=1)
+
+    def direction(xi, dtype):
+        m = model.to(dtype)
+        r = vat_perturbation(
+            m, x.to(dtype), xi=xi, eps=1.0,
+            generator=torch.Generator().manual_seed(1),
+        )  # fmt: skip
+        return r.double()
+
+    def median_cosine(xi):
+        cos = F.cosine_similarity(
+            direction(xi, torch.float32), direction(xi, torch.float64), dim=1
+        )
+        return float(cos.median())
+
+    assert median_cosine(1e-2) > 0.99
+    assert median_cosine(1e-6) < 0.99

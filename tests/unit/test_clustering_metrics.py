@@ -98,6 +98,21 @@ def test_sparse_and_dense_hungarian_agree(monkeypatch):
     assert cluster_accuracy(y, merged) == pytest.approx(dense)
 
 
+def test_contingency_counts_pairs_for_any_label_type():
+    rng = np.random.default_rng(5)
+    speakers = np.array(["id10001", "id10270", "id11251", "z"])
+    y = speakers[rng.integers(0, 4, size=500)]
+    c = rng.integers(-3, 40, size=500) * 7  # sparse, negative, gappy ids
+    table = cm.contingency(y, torch.as_tensor(c))
+    assert table.format == "csr" and table.dtype == np.int64
+    rows, cols = np.unique(y), np.unique(c)
+    brute = np.array(
+        [[np.sum((y == r) & (c == k)) for k in cols] for r in rows]
+    )
+    np.testing.assert_array_equal(table.toarray(), brute)
+    assert table.sum() == 500 and table.nnz == np.count_nonzero(brute)
+
+
 def test_purity_and_report_against_sklearn():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 6, size=300)

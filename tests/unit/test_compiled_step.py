@@ -143,6 +143,7 @@ def _sdpn(method):
         "method": method,
         "n_global": 1,
         "n_local": 2,
+        "student_global_views": False,
         "teacher": EMATeacher([student, head], [t_enc, t_head]),
         # A large EMA step, so that the second step's teacher visibly
         # depends on the first update.
@@ -202,6 +203,8 @@ def _mixap():
         "n_frames": 20,
         # The unmixed queries ride in the same encoder pass.
         "ap_weight": 0.5,
+        "time_mask": None,
+        "ceps_mask": None,
     }
     g = torch.Generator().manual_seed(1)
     batch = PaddedBatch(

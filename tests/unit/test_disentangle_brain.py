@@ -397,10 +397,12 @@ def test_checkpoint_resume_replays_the_run(tmp_path):
     for name in (
         "cls_s_ap",
         "cls_d",
-        "mi_s_d",
-        "mi_d_ys",
-        "mi_s_yd",
+        "mi_s_d_bound_fitted",
+        "mi_d_ys_bound_fitted",
+        "mi_s_yd_bound_fitted",
         "nll_club_s_d",
         "DeviceErrorRate",
+        "bn_w_device_head",
+        "bn_w_speaker_head",
     ):
         assert name in log, name

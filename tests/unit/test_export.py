@@ -82,6 +82,7 @@ def test_export_loads_bit_identical(recipe_output, tmp_path):
             "classifier.ckpt",
             "label_encoder.ckpt",
             "export_info.json",
+            "README.md",
         ]
     )
     text = open(os.path.join(folder, "hyperparams.yaml")).read()
@@ -267,6 +268,7 @@ def test_export_verify_detects_bit_flip(recipe_output, tmp_path):
             "embedding_model.ckpt",
             "classifier.ckpt",
             "label_encoder.ckpt",
+            "README.md",
         ]
     )
     for name, rec in info["files"].items():
@@ -351,3 +353,135 @@ def test_export_removes_orphan_temp_folders(recipe_output, tmp_path):
     assert sorted(os.listdir(dest.parent)) == sorted(
         ["pretrained"] + [f.name for f in kept]
     )
+
+
+def _speaker_audio(n_speakers=6, n_utts=4, seconds=1.0, seed=0):
+    """Held-out "speakers": harmonic tones at a speaker-specific f0 with
+    per-utterance jitter and noise, all of one length (no padding)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(16000 * seconds)) / 16000
+    audio = {}
+    for s in range(n_speakers):
+        f0 = 110.0 + 45.0 * s
+        for u in range(n_utts):
+            f = f0 * (1 + 0.04 * torch.randn(1, generator=g).item())
+            wav = sum(
+                torch.sin(2 * torch.pi * k * f * t) / k for k in range(1, 6)
+            )
+            wav = wav + 0.3 * torch.randn(t.shape, generator=g)
+            audio[f"spk{s}/utt{u}"] = 0.1 * wav
+    return audio
+
+
+def test_model_card_threshold_reproduces_eer(recipe_output, tmp_path):
+    """The card's EER threshold, applied by stock SpeechBrain to the
+    exported model, makes the errors the card reports."""
+    import itertools
+    import json
+
+    from speechbrain.inference.speaker import SpeakerRecognition
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.processing.features import InputNormalization
+
+    from speechbrain_ssv.eval.verification import evaluate_verification
+    from speechbrain_ssv.utils.io import write_wav
+
+    out, enc, _ = recipe_output
+    audio = _speaker_audio()
+    utt_to_wav = {}
+    for utt, wav in audio.items():
+        path = tmp_path / "heldout" / f"{utt}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(str(path), wav, 16000)
+        utt_to_wav[utt] = str(path)
+    pairs = list(itertools.combinations(sorted(audio), 2))
+    labels = [int(a.split("/")[0] == b.split("/")[0]) for a, b in pairs]
+    trial_list = tmp_path / "heldout_trials.txt"
+    trial_list.write_text(
+        "".join(f"{y} {a}.wav {b}.wav\n" for (a, b), y in zip(pairs, labels))
+    )
+    # The card's metrics come from the training-side modules, as the
+    # recipes' final verification computes them (the last checkpoint's
+    # encoder, which is the one exported below).
+    fbank = Fbank(n_mels=24)
+    cmn = InputNormalization(norm_type="sentence", std_norm=False)
+    enc.eval()
+
+    def encode(wavs, lens):
+        with torch.no_grad():
+            return enc(cmn(fbank(wavs), lens), lens)
+
+    metrics = evaluate_verification(
+        encode,
+        utt_to_wav,
+        str(trial_list),
+        str(tmp_path / "eval"),
+        "tiny",
+        progress=False,
+    )
+    assert 0.02 < metrics["eer"] < 0.45, metrics["eer"]
+    folder = export_checkpoint(
+        out / "save",
+        tmp_path / "pretrained",
+        min_key="ErrorRate",
+        metrics=metrics,
+        method="Tiny",
+    )
+    info = json.load(open(os.path.join(folder, "export_info.json")))
+    threshold = info["thresholds"]["eer"]
+    card = open(os.path.join(folder, "README.md")).read()
+    assert f"threshold={threshold:.4f}" in card
+    assert "heldout_trials.txt" in card and "recalibrate" in card
+    assert f"| {100 * metrics['eer']:.2f} |" in card
+
+    verifier = SpeakerRecognition.from_hparams(
+        source=folder, savedir=str(tmp_path / "sd")
+    )
+    # Read back from the files, as verify_files would (16-bit PCM).
+    wav = {u: verifier.load_audio(p) for u, p in utt_to_wav.items()}
+    wavs1 = torch.stack([wav[a] for a, _ in pairs])
+    wavs2 = torch.stack([wav[b] for _, b in pairs])
+    _, decision = verifier.verify_batch(wavs1, wavs2, threshold=threshold)
+    accept = decision.reshape(-1).bool()
+    target = torch.tensor(labels, dtype=torch.bool)
+    far = (accept & ~target).sum().item() / (~target).sum().item()
+    frr = (~accept & target).sum().item() / target.sum().item()
+    assert abs((far + frr) / 2 - metrics["eer"]) <= 0.005, (far, frr)
+
+
+def test_model_card_without_metrics_says_uncalibrated(recipe_output, tmp_path):
+    import json
+
+    from speechbrain_ssv.export import main
+
+    out, _, _ = recipe_output
+    assert main([str(out / "save"), "--out", str(tmp_path / "p")]) == 0
+    card = open(tmp_path / "p" / "README.md").read()
+    assert "**not calibrated**" in card
+    assert "threshold=THRESHOLD" in card
+    info = json.load(open(tmp_path / "p" / "export_info.json"))
+    assert info["thresholds"] is None and not info["thresholds_calibrated"]
+    assert info["recipe"].endswith("/results/hyperparams.yaml")
+
+
+def test_export_cli_metrics_errors_and_help(recipe_output, tmp_path, capsys):
+    from speechbrain_ssv.export import main
+
+    out, _, _ = recipe_output
+    bad = tmp_path / "metrics.json"
+    bad.write_text('{"eer": 0.1}')
+    status = main(
+        [str(out / "save"), "--out", str(tmp_path / "p"), "--metrics", str(bad)]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "metrics.json: has no 'eer_threshold'" in err
+    assert not os.path.exists(tmp_path / "p")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":func:" not in text
+    # Every option says what it does.
+    assert "--no-verify" in text and "bit-identical" in text
+    assert "--min-key MIN_KEY\n" not in text

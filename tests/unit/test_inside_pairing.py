@@ -2,8 +2,10 @@
 nearest neighbours against brute force, the layered traversal (INSIDE-NN)
 and random within-gender pairs (INSIDE-Syn)."""
 
+import importlib.util
 import logging
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +24,15 @@ from speechbrain_ssv.inside.pairing import (
 from speechbrain_ssv.utils.errors import SSVInputError
 
 torch.set_num_threads(1)
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+BACKENDS = [
+    "torch",
+    pytest.param(
+        "faiss",
+        marks=pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed"),
+    ),
+]
 
 
 def _brute_force(x, k, exclude_self=True):
@@ -203,10 +214,11 @@ def test_massive_ties_match_the_stable_brute_force():
         assert torch.equal(idx, ref_idx)
 
 
-def test_ivf_search_has_high_recall_on_clustered_data():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ivf_search_has_high_recall_on_clustered_data(backend):
     x = _clustered(4000, 32, 80, 0.4, seed=5)
     ref_idx, _ = _brute_force(x, 5)
-    idx, sim = nearest_neighbours(x, k=5, mode="ivf", seed=0)
+    idx, sim = nearest_neighbours(x, k=5, mode="ivf", seed=0, backend=backend)
     hits = sum(
         len(set(a) & set(b)) for a, b in zip(idx.tolist(), ref_idx.tolist())
     )
@@ -218,19 +230,89 @@ def test_ivf_search_has_high_recall_on_clustered_data():
     assert torch.allclose(sim, true, atol=1e-5)
     assert not (idx == torch.arange(4000)[:, None]).any()
     assert (sim[:, :-1] >= sim[:, 1:]).all()
-    again, _ = nearest_neighbours(x, k=5, mode="ivf", seed=0)
+    again, _ = nearest_neighbours(x, k=5, mode="ivf", seed=0, backend=backend)
     assert torch.equal(idx, again)
 
 
-def test_ivf_scanning_every_list_is_exact():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ivf_scanning_every_list_is_exact(backend):
     x = torch.randn(300, 12, generator=torch.Generator().manual_seed(6))
-    idx, sim = nearest_neighbours(x, k=4, mode="ivf", n_lists=10, n_probe=10)
+    idx, sim = nearest_neighbours(
+        x, k=4, mode="ivf", n_lists=10, n_probe=10, backend=backend
+    )
     assert torch.equal(idx, _brute_force(x, 4)[0])
     # Tiny lists: rows whose scanned lists are short fall back to exact.
     idx, _ = nearest_neighbours(
-        x, k=20, mode="ivf", n_lists=150, n_probe=1, query_indices=[5, 6]
+        x,
+        k=20,
+        mode="ivf",
+        n_lists=150,
+        n_probe=1,
+        query_indices=[5, 6],
+        backend=backend,
     )
     assert torch.equal(idx, _brute_force(x, 20)[0][[5, 6]])
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_faiss_exact_search_equals_brute_force():
+    x = torch.randn(200, 16, generator=torch.Generator().manual_seed(3))
+    ref_idx, ref_sim = _brute_force(x, 5)
+    for chunk, exclude in ((None, True), (7, True), (None, False)):
+        idx, sim = nearest_neighbours(
+            x, k=5, chunk_size=chunk, exclude_self=exclude, backend="faiss"
+        )
+        want_idx, want_sim = _brute_force(x, 5, exclude_self=exclude)
+        assert torch.equal(idx, want_idx)
+        assert torch.allclose(sim.double(), want_sim, atol=1e-5)
+    q = [49, 3, 17]
+    sub, _ = nearest_neighbours(x, k=4, query_indices=q, backend="faiss")
+    assert torch.equal(sub, ref_idx[q, :4])
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_faiss_and_torch_ivf_agree_and_auto_picks_faiss(monkeypatch):
+    import speechbrain_ssv.inside.pairing as pairing
+
+    x = _clustered(3000, 32, 60, 0.4, seed=9)
+    ref_idx, _ = _brute_force(x, 10)
+    ref = [set(r) for r in ref_idx.tolist()]
+
+    def recall(idx):
+        found = sum(len(set(a) & b) for a, b in zip(idx.tolist(), ref))
+        return found / ref_idx.numel()
+
+    calls = []
+    real = pairing._faiss_search
+    monkeypatch.setattr(
+        pairing,
+        "_faiss_search",
+        lambda *a, **kw: calls.append(a[5]) or real(*a, **kw),
+    )
+    by_faiss, _ = nearest_neighbours(x, k=10, mode="ivf", n_probe=4)
+    by_torch, _ = nearest_neighbours(
+        x, k=10, mode="ivf", n_probe=4, backend="torch"
+    )
+    # auto: faiss for IVF, the torch reference for exact search.
+    nearest_neighbours(x[:50], k=3)
+    assert calls == ["ivf"]
+    assert recall(by_faiss) > 0.95 and recall(by_torch) > 0.95
+    same = (by_faiss[:, 0] == by_torch[:, 0]).float().mean()
+    assert same > 0.95
+
+
+def test_auto_backend_falls_back_to_torch_without_faiss(monkeypatch):
+    x = _clustered(1500, 16, 30, 0.4, seed=2)
+    torch_idx, torch_sim = nearest_neighbours(
+        x, k=5, mode="ivf", backend="torch"
+    )
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    idx, sim = nearest_neighbours(x, k=5, mode="ivf")
+    assert torch.equal(idx, torch_idx) and torch.equal(sim, torch_sim)
+    with pytest.raises(ImportError, match=r"speechbrain-ssv\[faiss\]"):
+        nearest_neighbours(x, k=5, mode="ivf", backend="faiss")
+    with pytest.raises(SSVInputError, match="backend"):
+        nearest_neighbours(x, k=5, backend="annoy")
 
 
 def test_nearest_neighbour_argument_errors():

@@ -204,22 +204,219 @@ def test_load_by_name_from_tts_home_and_keep_patched_config(
         assert _digest(os.path.join(tiny_dir[0], name)) == digest
 
 
+def _variant(tiny_dir, dest, rename=None, skip=(), replace=None):
+    """A copy of the tiny release (symlinks) with files renamed, left out or
+    replaced by new content (a callable writing the given path)."""
+    rename, replace = rename or {}, replace or {}
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(tiny_dir[0]):
+        if name in skip:
+            continue
+        target = os.path.join(dest, rename.get(name, name))
+        if name in replace:
+            replace[name](os.path.join(tiny_dir[0], name), target)
+        else:
+            os.symlink(os.path.join(tiny_dir[0], name), target)
+    return str(dest)
+
+
 def test_missing_files_are_named(tiny_dir, tmp_path):
     from speechbrain_ssv.inside.tts import load_yourtts
 
-    partial = tmp_path / "partial"
-    partial.mkdir()
-    for name in os.listdir(tiny_dir[0]):
-        if name not in ("model_se.pth", "language_ids.json"):
-            os.symlink(os.path.join(tiny_dir[0], name), partial / name)
+    no_encoder = _variant(tiny_dir, tmp_path / "a", skip=["model_se.pth"])
     with pytest.raises(
-        SSVInputError, match="missing language_ids.json, model_se.pth"
+        SSVInputError, match=r"missing the speaker encoder \(model_se.pth or"
     ):
-        load_yourtts(str(partial))
+        load_yourtts(no_encoder)
+    # An auxiliary file is only needed when the config uses it.
+    no_langs = _variant(tiny_dir, tmp_path / "b", skip=["language_ids.json"])
+    with pytest.raises(
+        SSVInputError, match=r"config.json: names a file .*language_ids.json"
+    ):
+        load_yourtts(no_langs)
     with pytest.raises(SSVInputError, match="is not a folder"):
         load_yourtts(str(tmp_path / "nowhere"))
     with pytest.raises(SSVInputError, match="not in the Coqui cache"):
         load_yourtts("tts_models/xx/none/nothing")
+
+
+def _json_to_pth(src, dest):
+    torch.save(json.load(open(src)), dest)
+
+
+def test_legacy_v050_release_names_load(tts, tiny_dir, tmp_path):
+    from speechbrain_ssv.inside.tts import embed_wavs, load_yourtts
+
+    folder = _variant(
+        tiny_dir,
+        tmp_path / "v050",
+        rename={
+            "model_file.pth": "model_file.pth.tar",
+            "model_se.pth": "model_se.pth.tar",
+            "speakers.json": "speakers.pth",
+        },
+        replace={"speakers.json": _json_to_pth},
+    )
+    legacy = load_yourtts(folder)
+    assert legacy.encoder_tag.startswith(
+        os.path.join(folder, "model_se.pth.tar")
+    )
+    assert legacy.model.speaker_manager.num_speakers == 4
+    for (name, a), b in zip(
+        tts.model.state_dict().items(), legacy.model.state_dict().values()
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    sig = _voice(16000, 0.5, 150)
+    np.testing.assert_allclose(
+        embed_wavs(legacy, [sig], num_eval=1).embeddings,
+        embed_wavs(tts, [sig], num_eval=1).embeddings,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "names, model",
+    [
+        (["model_file.pth.tar"], "model_file.pth.tar"),
+        (["model.pth"], "model.pth"),
+        (["checkpoint.pth"], "checkpoint.pth"),
+        (["best_model_1000.pth", "speakers.pth"], "best_model_1000.pth"),
+        (["sub/config.json", "model.pth"], "model.pth"),
+    ],
+)
+def test_release_folder_accepts_coquis_file_names(tmp_path, names, model):
+    from speechbrain_ssv.inside.tts import check_release_folder
+
+    for name in names + ["model_se.pth.tar", "config_se.json"]:
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("")
+    if "sub/config.json" not in names:
+        (tmp_path / "config.json").write_text("{}")
+    files = check_release_folder(str(tmp_path))
+    assert files["model"] == str(tmp_path / model)
+    assert files["encoder"] == str(tmp_path / "model_se.pth.tar")
+    assert os.path.basename(files["config"]) == "config.json"
+    # Two candidate checkpoints and none with a known name: ambiguous.
+    (tmp_path / "other.pth").write_text("")
+    if model.startswith("best"):
+        with pytest.raises(SSVInputError, match="missing the TTS checkpoint"):
+            check_release_folder(str(tmp_path))
+
+
+def test_config_patching_matches_coquis_model_manager(tiny_dir, tmp_path):
+
+    from TTS.utils.manage import ModelManager
+
+    from speechbrain_ssv.inside.tiny import FOREIGN_ROOT
+    from speechbrain_ssv.inside.tts import PATH_KEYS, patch_yourtts_config
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    for name in ("speakers.pth", "speaker_ids.json", "scale_stats.npy"):
+        (folder / name).write_text("")
+    for name in ("language_ids.json", "config_se.json", "model_se.pth.tar"):
+        (folder / name).write_text("")
+    config = json.load(open(os.path.join(tiny_dir[0], "config.json")))
+    config["speakers_file"] = f"{FOREIGN_ROOT}/speaker_ids.json"
+    config["model_args"]["speakers_file"] = None
+    config["audio"]["stats_path"] = "C:\\train\\scale_stats.npy"
+    source = folder / "config.json"
+    source.write_text(json.dumps(config))
+
+    ours = patch_yourtts_config(str(source), str(folder), tmp_path / "p.json")
+    ModelManager(progress_bar=False)._update_paths(folder, source)
+    theirs, patched = (
+        json.load(open(source)),
+        json.load(open(tmp_path / "p.json")),
+    )
+    for field in PATH_KEYS:
+        for section in ("audio",) if "." in field else ("", "model_args"):
+            key = field.split(".")[-1]
+            a = (patched.get(section) if section else patched).get(key)
+            b = (theirs.get(section) if section else theirs).get(key)
+            # Coqui's config class drops some top-level copies on saving;
+            # every value it keeps must match.
+            if section or b is not None:
+                assert a == b, (section, key)
+    assert patched["d_vector_file"] == [str(folder / "speakers.pth")]
+    assert patched["model_args"]["speakers_file"] == str(
+        folder / "speaker_ids.json"
+    )
+    assert patched["audio"]["stats_path"] == str(folder / "scale_stats.npy")
+    assert ours["model_args.speaker_encoder_model_path"][1] == str(
+        folder / "model_se.pth.tar"
+    )
+
+
+class _Pickled:
+    """Not on torch's weights-only allow-list, like the config objects old
+    training scripts pickled into their checkpoints."""
+
+
+def test_pickled_checkpoint_needs_trust_checkpoint(tiny_dir, tmp_path):
+    from speechbrain_ssv.inside.tts import load_yourtts
+
+    def pickled(src, dest):
+        state = torch.load(src, weights_only=True)
+        state["args"] = _Pickled()
+        torch.save(state, dest)
+
+    folder = _variant(
+        tiny_dir, tmp_path / "old", replace={"model_file.pth": pickled}
+    )
+    with pytest.raises(
+        SSVInputError,
+        match=r"model_file.pth: holds pickled .*trust_checkpoint=True",
+    ):
+        load_yourtts(folder)
+    assert (
+        torch.load is not None
+        and torch.load.__module__ == "torch.serialization"
+    )
+    loaded = load_yourtts(folder, trust_checkpoint=True)
+    assert loaded.d_vector_dim == 512
+    with pytest.raises(SSVInputError, match="trust_checkpoint"):
+        load_yourtts(folder, trust_checkpoint="yes")
+
+
+def test_encoder_audio_flags_follow_coqui(tiny_dir, tmp_path):
+    from TTS.tts.utils.speakers import SpeakerManager
+
+    from speechbrain_ssv.inside.tts import embed_wavs, load_yourtts
+
+    def flags(src, dest):
+        config = json.load(open(src))
+        config["audio"].update(
+            do_trim_silence=True,
+            trim_db=30,
+            do_sound_norm=True,
+            do_rms_norm=False,
+        )
+        json.dump(config, open(dest, "w"))
+
+    folder = _variant(
+        tiny_dir, tmp_path / "flags", replace={"config_se.json": flags}
+    )
+    tts = load_yourtts(folder)
+    assert tts.encoder_trim_db == 30.0 and tts.encoder_sound_norm
+    assert tts.encoder_db_level is None
+    # Half a second of silence either side of 2 s of speech.
+    pad = np.zeros(8000, dtype=np.float32)
+    sig = np.concatenate([pad, 0.3 * _voice(16000, 2.0, 130), pad])
+    wav = str(tmp_path / "padded.wav")
+    sf.write(wav, sig, 16000, subtype="FLOAT")
+    manager = SpeakerManager(
+        encoder_model_path=os.path.join(folder, "model_se.pth"),
+        encoder_config_path=os.path.join(folder, "config_se.json"),
+    )
+    ref = np.array(manager.compute_embedding_from_clip(wav))
+    ours = embed_wavs(tts, [wav], num_eval=10).embeddings[0]
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    # Ignoring the flags gives another embedding.
+    tts.encoder_trim_db, tts.encoder_sound_norm = None, False
+    plain = embed_wavs(tts, [wav], num_eval=10).embeddings[0]
+    assert np.abs(plain - ref).max() > 1e-3
 
 
 # --------------------------------------------------------------- embeddings

@@ -105,6 +105,9 @@ def test_forward_embeds_unmixed_queries_only_when_weighted(ap_weight):
         "fold_lambda": False,
         "n_frames": n_frames,
         "ap_weight": ap_weight,
+        # every MixAP yaml names both (null: no cepsaugment)
+        "time_mask": None,
+        "ceps_mask": None,
     }
     brain = MixAPBrain(
         modules=modules, hparams=hparams, run_opts={"device": "cpu"}

@@ -278,3 +278,65 @@ def test_pipelines_on_prepared_voxceleb(tmp_path):
     assert train[0]["sig"].shape == (8000,)
     ssl = make_unlabelled_dataset(paths["train"], 0.5, n_views=2)
     assert sorted(ssl[0]) == ["id", "view0", "view1"]
+
+
+def _ramp_file(tmp_path, n_samples):
+    """A float WAV whose sample i holds i / 2**20 exactly, so a crop's
+    values give back its sample positions (16-bit PCM could not tell
+    apart the samples of a file longer than 4 s)."""
+    import soundfile as sf
+
+    path = str(tmp_path / "ramp.wav")
+    ramp = (np.arange(n_samples) / 2**20).astype(np.float32)
+    sf.write(path, ramp, 16000, subtype="FLOAT")
+    return path
+
+
+def _positions(view):
+    return set(torch.round(view * 2**20).long().tolist())
+
+
+@pytest.mark.parametrize("seconds", [4.0, 2.5])
+def test_disjoint_views_share_no_sample(tmp_path, seconds):
+    from speechbrain_ssv.data.pipelines import disjoint_crops_pipeline
+
+    n = int(seconds * 16000)
+    path = _ramp_file(tmp_path, n)
+    item = disjoint_crops_pipeline(1.79, 2)
+    torch.manual_seed(0)
+    first_is_earlier, starts = 0, set()
+    for _ in range(100):
+        a, b = item.func(path, "0", str(n))
+        assert a.shape == b.shape == (int(round(1.79 * 16000)),)
+        pa, pb = _positions(a), _positions(b)
+        assert pa.isdisjoint(pb)
+        first_is_earlier += min(pa) < min(pb)
+        starts.add(min(pa))
+    # Random window order and positions (4 s leaves 0.42 s of slack).
+    assert 30 < first_is_earlier < 70
+    if seconds == 4.0:
+        assert len(starts) > 50
+
+
+def test_unlabelled_dataset_disjoint_views_vs_independent_crops(tmp_path):
+    from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
+
+    n = 4 * 16000
+    path = _ramp_file(tmp_path, n)
+    csv = tmp_path / "t.csv"
+    csv.write_text(
+        f"ID,duration,wav,start,stop,spk_id\nu1,4.0,{path},0,{n},s1\n"
+    )
+    torch.manual_seed(0)
+    overlapping = {True: 0, False: 0}
+    for disjoint in (True, False):
+        ds = make_unlabelled_dataset(
+            str(csv), 1.79, n_views=2, disjoint_views=disjoint
+        )
+        for _ in range(40):
+            item = ds[0]
+            shared = _positions(item["view0"]) & _positions(item["view1"])
+            overlapping[disjoint] += bool(shared)
+    assert overlapping[True] == 0
+    # Independent 1.79 s crops of a 4 s file overlap most of the time.
+    assert overlapping[False] > 20

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import speechbrain as sb
 import torch
+import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.epoch_loop import EpochCounter
 
@@ -21,6 +22,7 @@ from speechbrain_ssv.brains.pseudolabel import (
     clustering_dataset,
     vat_radii,
 )
+from speechbrain_ssv.clustering.metrics import cluster_accuracy
 from speechbrain_ssv.clustering.pipeline import (
     begin_stage,
     cluster_representations,
@@ -273,7 +275,7 @@ def _brain(x, y, epochs, ckpt_dir=None, k=8, hidden=64, **hp):
     return ClusteringBrain(
         modules={"model": model, "marginal": marginal},
         opt_class=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
-        hparams={"epoch_counter": counter, "lr": 0.1, **hp},
+        hparams={"epoch_counter": counter, "lr": 0.1, "vat_xi": 1e-2, **hp},
         run_opts={"noprogressbar": True, "device": "cpu"},
         checkpointer=ckpt,
         eval_features=x,
@@ -300,7 +302,10 @@ def test_clustering_brain_separates_blobs(tmp_path):
                    plot_file=str(tmp_path / "fig3.png"))  # fmt: skip
     _fit(brain, x)
     assert time.time() - start < 30
-    assert brain.history[-1]["acc"] > 0.9, brain.history
+    # Since mixup shares the clean forward's BatchNorm statistics, 3 of 4
+    # blob seeds end with 7 of the 8 blobs found (ACC 0.87) from random
+    # weights; the k-means warm start finds all (test below).
+    assert brain.history[-1]["acc"] > 0.85, brain.history
     hist = json.load(open(tmp_path / "h.json"))
     assert [h["epoch"] for h in hist] == list(range(1, 7))
     assert os.path.getsize(tmp_path / "fig3.png") > 0
@@ -406,6 +411,49 @@ def test_separate_backward_gives_the_same_update():
         assert torch.allclose(g1, g2, atol=1e-6)
 
 
+def test_mixup_shares_batch_statistics():
+    # L_Mixup's target and prediction must see the same BatchNorm
+    # statistics: one train-mode forward of cat([x, x_mix]) whose clean
+    # half gives the (detached) target. Two forwards (clean, then mixed
+    # with frozen statistics) normalise each half with its own batch's
+    # statistics, so target and prediction disagree even for a model that
+    # is linear in x.
+    x, _ = _blobs(per=10)
+    batch = clustering_dataset(x, 0.1)[:]
+    brain = _brain(x, None, epochs=1, imsat_weight=0.0, supcon_weight=0.0)
+    brain.init_optimizers()
+    brain.modules.train()
+    model = brain.modules.model
+    bn = model.hidden[1]
+    calls = []
+    hook = bn.register_forward_hook(
+        lambda m, inp, out: calls.append(
+            (inp[0].detach().clone(), m.training, m.track_running_stats)
+        )
+    )
+    ref = ClusteringMLP(x.shape[1], 8, 64)
+    ref.load_state_dict(model.state_dict())
+    pred = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(pred, batch, sb.Stage.TRAIN)
+    hook.remove()
+    n = x.shape[0]
+    assert [(c[0].shape[0], c[1], c[2]) for c in calls] == [(2 * n, True, True)]
+    joint = calls[0][0]
+    # The clean rows come first, normalised together with the mixed rows,
+    # and the running statistics are those of the joint batch.
+    assert torch.allclose(joint[:n], model.hidden[0](x), atol=1e-6)
+    assert torch.allclose(bn.running_mean, 0.1 * joint.mean(0), atol=1e-6)
+    # The loss is the KL between the mix of the clean half's logits and
+    # the mixed half's logits of that one forward.
+    out = ref(torch.cat([x, pred["x_mix"]]))
+    lam, partner = pred["mix_lam"].reshape(-1, 1), pred["mix_partner"]
+    target = F.log_softmax(lam * out[:n] + (1 - lam) * out[:n][partner], 1)
+    log_q = F.log_softmax(out[n:], 1)
+    expected = (target.exp() * (target - log_q)).sum(1).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss) > 0
+
+
 def test_final_assignment_is_shared_with_the_last_report(monkeypatch):
     # At a million points each assignment pass costs minutes: the labels
     # the caller asks for after fit() come from the last epoch's report.
@@ -495,12 +543,33 @@ def test_vat_radii_subset_estimate():
     assert 0.5 < ratio < 2.0
 
 
+def test_kmeans_warm_start_starts_from_the_kmeans_clustering():
+    x, y = _blobs()
+    kmeans = cluster_representations("kmeans", x.numpy(), 8, seed=0)
+    acc = {}
+    for warm in (None, {"method": "kmeans", "epochs": 10, "lr": 0.1}):
+        hp = {"number_of_epochs": 2, "batch_size": 80, "lr": 0.1,
+              "vat_xi": 0.01, "eval_every": 2}  # fmt: skip
+        if warm:
+            hp["warm_start"] = warm
+        torch.manual_seed(0)
+        out = cluster_representations(
+            "ours", x.numpy(), 8, true_labels=y.numpy(),
+            model_factory=functools.partial(ClusteringMLP, hidden_size=64),
+            clustering_hparams=hp,
+        )  # fmt: skip
+        acc[bool(warm)] = out["history"][-1]["acc"]
+    kacc = cluster_accuracy(y.numpy(), kmeans["labels"])
+    assert acc[True] >= kacc and acc[True] > acc[False], (acc, kacc)
+
+
 def test_cluster_representations_ours_and_errors(tmp_path):
     x, y = _blobs(k=4, per=40)
     out = cluster_representations(
         "ours", x.numpy(), 4, work_dir=tmp_path, true_labels=y.numpy(),
         model_factory=functools.partial(ClusteringMLP, hidden_size=32),
-        clustering_hparams={"number_of_epochs": 6, "batch_size": 40, "lr": 0.1},
+        clustering_hparams={"number_of_epochs": 6, "batch_size": 40, "lr": 0.1,
+                            "vat_xi": 0.01},
     )  # fmt: skip
     assert out["labels"].shape == (160,) and len(out["history"]) == 6
     assert os.path.isfile(tmp_path / "history.json")
@@ -509,6 +578,11 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     with pytest.raises(HparamsError, match="unknown key"):
         cluster_representations(
             "ours", x.numpy(), 4, clustering_hparams={"epochs": 3}
+        )
+    # VAT's step has no code default: the yaml must say it.
+    with pytest.raises(HparamsError, match="vat_xi"):
+        cluster_representations(
+            "ours", x.numpy(), 4, clustering_hparams={"number_of_epochs": 1}
         )
 
 

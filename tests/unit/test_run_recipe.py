@@ -8,6 +8,7 @@ from speechbrain_ssv.utils.errors import HparamsError
 
 
 def test_bad_input_is_one_line_not_a_traceback(capsys, monkeypatch):
+    monkeypatch.delenv("SSV_DEBUG", raising=False)
     monkeypatch.delenv("SSV_TRACEBACK", raising=False)
 
     def main(argv):
@@ -18,6 +19,22 @@ def test_bad_input_is_one_line_not_a_traceback(capsys, monkeypatch):
     assert exc.value.code == USER_ERROR_STATUS
     err = capsys.readouterr().err
     assert err == "error: ecapa.yaml: --lr abc: expected a float\n"
+
+
+def test_ssv_debug_prints_the_traceback_before_the_error_line(
+    capsys, monkeypatch
+):
+    monkeypatch.setenv("SSV_DEBUG", "1")
+
+    def main(argv):
+        raise HparamsError("ecapa.yaml: --lr abc", "expected a float")
+
+    with pytest.raises(SystemExit) as exc:
+        run_recipe(main, ["ecapa.yaml"])
+    assert exc.value.code == USER_ERROR_STATUS
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "error: ecapa.yaml: --lr abc: expected a float"
 
 
 def test_other_errors_keep_their_traceback():

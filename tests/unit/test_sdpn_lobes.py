@@ -123,7 +123,7 @@ def _ecapa():
     )
 
 
-def _make_brain(method, save_dir, seed):
+def _make_brain(method, save_dir, seed, n_global=1, student_global=False):
     torch.manual_seed(seed)
     n_logits = K if method == "dino" else None
     student = _ecapa()
@@ -144,8 +144,10 @@ def _make_brain(method, save_dir, seed):
     counter = EpochCounter(3)
     hp = {
         "method": method,
-        "n_global": 1,
+        "n_global": n_global,
         "n_local": 2,
+        "student_global_views": student_global,
+        "augment_global": False,
         "teacher": EMATeacher([student, head], [t_enc, t_head]),
         "ema_base": 0.9,
         "ema_final": 1.0,
@@ -186,18 +188,16 @@ def _make_brain(method, save_dir, seed):
     return brain
 
 
-def _batch(seed=0, b=4):
+def _batch(seed=0, b=4, n_global=1):
     g = torch.Generator().manual_seed(seed)
     rows = []
     for i in range(b):
-        rows.append(
-            {
-                "id": f"u{i}",
-                "global0": torch.randn(4800, generator=g),
-                "local0": torch.randn(3200, generator=g),
-                "local1": torch.randn(3200, generator=g),
-            }
-        )
+        row = {"id": f"u{i}"}
+        for j in range(n_global):
+            row[f"global{j}"] = torch.randn(4800, generator=g)
+        row["local0"] = torch.randn(3200, generator=g)
+        row["local1"] = torch.randn(3200, generator=g)
+        rows.append(row)
     return PaddedBatch(rows)
 
 
@@ -327,3 +327,51 @@ def test_unknown_method_rejected(tmp_path):
         SDPNBrain(
             modules={}, hparams={"method": "byol"}, run_opts={"device": "cpu"}
         )
+
+
+@pytest.mark.parametrize("method", ["sdpn", "dino"])
+def test_student_global_views_skip_same_view_pairs(method, tmp_path):
+    # RDINO's views: the student embeds the 2 global views (first) and the
+    # 2 locals; the loss pairs each teacher global with the 3 other views.
+    from speechbrain_ssv.losses.sdpn import (
+        dino_loss,
+        sdpn_loss,
+    )
+
+    brain = _make_brain(method, tmp_path, 0, n_global=2, student_global=True)
+    batch = _batch(n_global=2)
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    b = 4
+    assert out["teacher_out"].shape[0] == 2 * b
+    assert out["student_out"].shape[0] == 4 * b
+    with torch.no_grad():
+        # The student's first views are the teacher's global views.
+        g_wavs, g_lens = brain._stack_views(batch, "global", 2, None)
+        glob = brain.modules.embedding_model(
+            brain._features(g_wavs, g_lens), g_lens
+        )
+        assert torch.allclose(
+            out["student_emb"][: 2 * b], glob.reshape(2 * b, -1), atol=1e-5
+        )
+        loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+        k = out["teacher_out"].shape[-1]
+        if method == "dino":
+            center = torch.zeros(k)  # the centre before this batch's update
+            ref = dino_loss(
+                out["teacher_out"].reshape(2, b, k),
+                out["student_out"].reshape(4, b, k),
+                center,
+                teacher_temp=brain.dino_teacher_temp(),
+                skip_same_view=True,
+            )["loss"]
+        else:
+            t = brain.modules.prototypes(out["teacher_out"])
+            s = brain.modules.prototypes(out["student_out"])
+            k = t.shape[-1]
+            ref = sdpn_loss(
+                t.reshape(2, b, k),
+                s.reshape(4, b, k),
+                out["student_emb"].reshape(4, b, -1),
+                skip_same_view=True,
+            )["loss"]
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)

@@ -48,6 +48,7 @@ from speechbrain_ssv.eval.probes import probe_manifest
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
+    prepare_augmentation_data,
     setup_experiment,
 )
 from speechbrain_ssv.utils.distributed import run_recipe
@@ -121,6 +122,7 @@ def dataio_prep(hparams, hparams_file):
     @takes("device")
     @provides("device_encoded")
     def device_pipeline(device):
+        """The device label, encoded."""
         return dev_enc.encode_sequence_torch([device])
 
     for ds in (train, dev):
@@ -185,8 +187,11 @@ def check_speaker_encoder(hparams, hparams_file):
 def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
-    hparams, run_opts, hparams_file = setup_experiment(
-        argv, prepare=prepare_ffsvc_data
+    hparams, run_opts, hparams_file = setup_experiment(argv)
+    prepare_ffsvc_data(hparams)
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
     )
     check_speaker_encoder(hparams, hparams_file)
     train_data, valid_data, spk_enc, dev_enc = dataio_prep(
@@ -291,6 +296,7 @@ def main(argv):
         brain,
         hparams,
         metrics,
+        export_folder=hparams["export_folder"],
         min_key="ErrorRate",
         encoder_key="speaker_encoder",
         classifier_key="spk_classifier",

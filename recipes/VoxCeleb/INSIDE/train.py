@@ -34,10 +34,14 @@ import os
 
 from speechbrain.utils.distributed import ddp_barrier, run_on_main
 
+from speechbrain_ssv.brains.supervised import SupervisedBrain
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.recipe_utils import (
+    check_classifier_size,
     export_and_report,
     final_verification,
-    fit_classifier,
+    prepare_augmentation_data,
     setup_experiment,
 )
 from speechbrain_ssv.utils.distributed import run_recipe
@@ -55,7 +59,11 @@ def _tts(hparams, run_opts):
     device = hparams["tts_device"] or run_opts.get("device", "cpu")
     key = (os.path.abspath(hparams["tts_model_dir"]), str(device))
     if key not in _LOADED_TTS:
-        _LOADED_TTS[key] = load_yourtts(hparams["tts_model_dir"], device=device)
+        _LOADED_TTS[key] = load_yourtts(
+            hparams["tts_model_dir"],
+            device=device,
+            trust_checkpoint=hparams["tts_trust_checkpoint"],
+        )
     return _LOADED_TTS[key]
 
 
@@ -201,10 +209,81 @@ def run_inside(hparams, run_opts):
     return train_csv, dev_csv, report
 
 
+def fit_classifier(hparams, run_opts, hparams_file, train_csv, dev_csv):
+    """Train the Supervised recipe's Brain (encoder + margin softmax) on the
+    classes of ``train_csv``'s ``spk_id`` column.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain run options.
+    hparams_file : str
+        For error messages.
+    train_csv, dev_csv : str
+        Training and validation manifests over the same classes.
+
+    Returns
+    -------
+    tuple
+        ``(brain, label_encoder)`` after ``fit``.
+    """
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        train_csv,
+        dev_csv,
+        crop_seconds=hparams["sentence_len"],
+        label_encoder_path=os.path.join(
+            hparams["save_folder"], "label_encoder.txt"
+        ),
+        sample_rate=hparams["sample_rate"],
+    )
+    check_classifier_size(hparams, label_encoder, hparams_file)
+    brain = SupervisedBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["dataloader_options"],
+    )
+    return brain, label_encoder
+
+
 def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+    )
     hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
 
     pairing = hparams["pairing"]
@@ -231,6 +310,7 @@ def main(argv):
         brain,
         hparams,
         metrics,
+        export_folder=hparams["export_folder"],
         min_key="ErrorRate",
         extra_results={"inside": report},
     )

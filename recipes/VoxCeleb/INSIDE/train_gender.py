@@ -24,9 +24,16 @@ import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ssv.brains.base import unwrap
+from speechbrain_ssv.brains.supervised import SupervisedBrain
+from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.inside.gender import gender_manifest, gender_scores
-from speechbrain_ssv.recipe_utils import fit_classifier, setup_experiment
+from speechbrain_ssv.recipe_utils import (
+    check_classifier_size,
+    prepare_augmentation_data,
+    setup_experiment,
+)
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import ManifestError
 from speechbrain_ssv.utils.io import write_json
@@ -88,10 +95,81 @@ def evaluate(brain, test_csv, label_encoder, hparams):
     return gender_scores(predicted, [r["spk_id"] for r in rows])
 
 
+def fit_classifier(hparams, run_opts, hparams_file, train_csv, dev_csv):
+    """Train the Supervised recipe's Brain (encoder + margin softmax) on the
+    classes of ``train_csv``'s ``spk_id`` column.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain run options.
+    hparams_file : str
+        For error messages.
+    train_csv, dev_csv : str
+        Training and validation manifests over the same classes.
+
+    Returns
+    -------
+    tuple
+        ``(brain, label_encoder)`` after ``fit``.
+    """
+    train_data, valid_data, label_encoder = make_supervised_datasets(
+        train_csv,
+        dev_csv,
+        crop_seconds=hparams["sentence_len"],
+        label_encoder_path=os.path.join(
+            hparams["save_folder"], "label_encoder.txt"
+        ),
+        sample_rate=hparams["sample_rate"],
+    )
+    check_classifier_size(hparams, label_encoder, hparams_file)
+    brain = SupervisedBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["dataloader_options"],
+    )
+    return brain, label_encoder
+
+
 def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+    )
     hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
     run_on_main(_gender_manifests, args=[hparams])
     manifests = {

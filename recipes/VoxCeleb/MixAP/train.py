@@ -27,12 +27,16 @@ Authors
 
 import os
 
+from speechbrain.utils.distributed import run_on_main
+
 from speechbrain_ssv.brains.mixap import MixAPBrain
 from speechbrain_ssv.brains.vae import load_exported_vae
 from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
+    prepare_augmentation_data,
     setup_experiment,
 )
 from speechbrain_ssv.utils.distributed import run_recipe
@@ -43,6 +47,30 @@ def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, _ = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+    )
 
     # Two independent crops of each utterance: view0 the query, view1 the anchor.
     train_data = make_unlabelled_dataset(
@@ -50,6 +78,7 @@ def main(argv):
         crop_seconds=hparams["segment_seconds"],
         n_views=2,
         sample_rate=hparams["sample_rate"],
+        disjoint_views=hparams["disjoint_views"],
     )
     if hparams["method"] == "lmix":
         # The VAE trained by train_vae.py, loaded strictly (a resumed run then
@@ -75,7 +104,13 @@ def main(argv):
         train_loader_kwargs=hparams["dataloader_options"],
     )
     metrics = final_verification(brain)
-    export_and_report(brain, hparams, metrics, classifier_key=None)
+    export_and_report(
+        brain,
+        hparams,
+        metrics,
+        export_folder=hparams["export_folder"],
+        classifier_key=None,
+    )
 
 
 if __name__ == "__main__":

@@ -23,12 +23,18 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import os
+
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ssv.brains.vae import VAEBrain, export_vae
 from speechbrain_ssv.data.pipelines import make_unlabelled_dataset
-from speechbrain_ssv.recipe_utils import setup_experiment
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
+from speechbrain_ssv.recipe_utils import (
+    prepare_augmentation_data,
+    setup_experiment,
+)
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 
@@ -61,6 +67,27 @@ def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(hparams)
     check_segment_length(hparams, hparams_file)
 
     train_data = make_unlabelled_dataset(

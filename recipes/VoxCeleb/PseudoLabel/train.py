@@ -58,13 +58,16 @@ from speechbrain_ssv.clustering.pipeline import (
     load_representations,
     pseudo_label_stage,
     read_stage,
+    seed_stage,
     stage_is_done,
 )
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.export import export_checkpoint
 from speechbrain_ssv.recipe_utils import (
     check_classifier_size,
     final_verification,
+    prepare_augmentation_data,
     setup_experiment,
 )
 from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
@@ -180,6 +183,9 @@ def train_stage(hparams, run_opts, hparams_file, hp, rnd, pl, prev_export):
     run_on_main(begin_stage, args=[folder, opts, f"round {rnd} training"])
     if stage_is_done(folder, opts):
         return read_stage(folder)["info"]
+    # Draws of this stage do not depend on whether stages 1-2 ran in this
+    # process (a resumed run skips them).
+    seed_stage(hp["seed"], f"round{rnd}/train")
 
     rows = pl["rows"]
     dev_csv = pl["csv"]["dev"] if rows["dev"]["rows"] else pl["csv"]["train"]
@@ -244,6 +250,30 @@ def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, hparams_file = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+    )
     _, _, overrides = sb.parse_arguments(argv)
     device = run_opts.get("device") or infer_device()
     # SpeechBrain 1.1.2 leaves --optimizer_step_limit (Optional[int]) a
@@ -304,6 +334,7 @@ def final_export(hparams, round_export, summary):
     marker = "export_info.json"
 
     def source(folder):
+        """The checkpoint an export came from, or ``None``."""
         try:
             with open(os.path.join(folder, marker), encoding="utf-8") as f:
                 return json.load(f).get("checkpoint")

@@ -20,11 +20,17 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
+import os
+
+from speechbrain.utils.distributed import run_on_main
+
 from speechbrain_ssv.brains.sdpn import SDPNBrain
 from speechbrain_ssv.data.pipelines import make_multicrop_dataset
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.recipe_utils import (
     export_and_report,
     final_verification,
+    prepare_augmentation_data,
     setup_experiment,
 )
 from speechbrain_ssv.utils.distributed import run_recipe
@@ -34,6 +40,30 @@ def main(argv):
     """The recipe; ``argv`` is the command line after the script name
     (run it through ``run_recipe``, which ends a torchrun rank safely)."""
     hparams, run_opts, _ = setup_experiment(argv)
+    # Manifests (once per node), and the trial list normalised into the save
+    # folder, so that a bare name (veri_test2.txt, from <data_folder>/meta)
+    # works as well as a path.
+    run_on_main(
+        prepare_voxceleb,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "trial_lists": [hparams["verification_file"]],
+            "split_ratio": hparams["split_ratio"],
+            "min_duration": hparams["min_duration"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+            "progress": not hparams["noprogressbar"],
+        },
+    )
+    hparams["verification_file"] = os.path.join(
+        hparams["save_folder"],
+        os.path.basename(str(hparams["verification_file"])),
+    )
+    prepare_augmentation_data(
+        hparams,
+        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+    )
 
     train_data = make_multicrop_dataset(
         hparams["train_annotation"],
@@ -61,6 +91,7 @@ def main(argv):
         brain,
         hparams,
         metrics,
+        export_folder=hparams["export_folder"],
         encoder_key="teacher_embedding_model",
         classifier_key=None,
     )

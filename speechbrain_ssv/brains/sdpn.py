@@ -251,32 +251,38 @@ class SDPNBrain(VerificationBrain):
 
     # --------------------------------------------------------------- monitor
     def _reset_monitor(self):
-        self._mon = {
-            "n": 0,
-            "usage": None,
-            "entropy": 0.0,
-            "std": 0.0,
-            "terms": {},
-        }
+        # Sums stay on the device and are read once, in collapse_stats: a
+        # float() per statistic and step would make every training step
+        # wait for the GPU (issue #14).
+        self._mon = {"n": 0, "usage": None, "sums": {}}
 
     @torch.no_grad()
     def _accumulate(self, out, t_scores, t_temp, t_emb):
         mon = self._mon
         probs = torch.softmax(t_scores.float() / t_temp, dim=-1)
         entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
-        usage = torch.bincount(
-            t_scores.argmax(-1), minlength=t_scores.shape[-1]
-        ).double()
+        # Argmax counts by comparison, not torch.bincount: on CUDA bincount
+        # reads the largest index back to size its output (a host sync).
+        k = t_scores.shape[-1]
+        protos = torch.arange(k, device=t_scores.device)
+        hits = t_scores.argmax(-1).unsqueeze(-1) == protos
+        usage = hits.sum(0, dtype=torch.float64)
         mon["usage"] = usage if mon["usage"] is None else mon["usage"] + usage
         emb = torch.nn.functional.normalize(t_emb.float(), dim=-1)
         # Scaled so that isotropic unit vectors give ~1 and a collapse 0.
         std = emb.std(dim=0).mean() * math.sqrt(emb.shape[-1])
-        mon["entropy"] += float(entropy)
-        mon["std"] += float(std)
+        values = {"teacher_entropy": entropy, "emb_std": std}
+        values.update(
+            {key: out[key] for key in ("ce", "memax", "koleo") if key in out}
+        )
+        for key, value in values.items():
+            # float64, summed in step order: the same sums as the Python
+            # floats these used to be.
+            value = torch.as_tensor(value, device=t_scores.device)
+            value = value.detach().to(torch.float64)
+            total = mon["sums"].get(key)
+            mon["sums"][key] = value if total is None else total + value
         mon["n"] += 1
-        for key in ("ce", "memax", "koleo"):
-            if key in out:
-                mon["terms"][key] = mon["terms"].get(key, 0.0) + float(out[key])
 
     def collapse_stats(self):
         """Epoch statistics that reveal a collapse: the teacher's mean
@@ -285,6 +291,9 @@ class SDPNBrain(VerificationBrain):
         every utterance lands on the same prototype) and the spread of the
         teacher's normalised embeddings (``std * sqrt(D)``: about 1 when
         isotropic, 0 when all embeddings coincide).
+
+        The training steps only add device tensors; this reads them back,
+        once.
 
         Returns
         -------
@@ -300,12 +309,15 @@ class SDPNBrain(VerificationBrain):
         perplexity = float(
             torch.exp(-(freq * torch.log(freq.clamp_min(1e-12))).sum())
         )
+        names = list(mon["sums"])
+        sums = torch.stack([mon["sums"][key] for key in names]).cpu().tolist()
+        means = {key: total / mon["n"] for key, total in zip(names, sums)}
         stats = {
-            "teacher_entropy": mon["entropy"] / mon["n"],
+            "teacher_entropy": means.pop("teacher_entropy"),
             "proto_perplexity": perplexity,
-            "emb_std": mon["std"] / mon["n"],
+            "emb_std": means.pop("emb_std"),
         }
-        stats.update({k: v / mon["n"] for k, v in mon["terms"].items()})
+        stats.update(means)
         return stats
 
     def warn_if_collapsed(self, stats, epoch):

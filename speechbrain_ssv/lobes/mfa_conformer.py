@@ -265,11 +265,13 @@ class MFAConformer(torch.nn.Module):
             frames = self.subsampling.output_lengths(abs_in).clamp(1, t_sub)
         steps = torch.arange(t_sub, device=x.device)
         keep = steps.unsqueeze(0) < frames.unsqueeze(1)  # [B, T']
-        pad_mask = None if bool(keep.all()) else ~keep
+        # Masked even when every frame is kept: an all-False mask changes
+        # nothing (masked_fill and * 1 are exact), whereas testing
+        # keep.all() in Python waits for the GPU at every forward.
+        pad_mask = ~keep
         h = self.input_dropout(h)
         pos = self.pos_enc(h)
-        if pad_mask is not None:
-            self._conv_keep[h.device] = keep.unsqueeze(1)
+        self._conv_keep[h.device] = keep.unsqueeze(1)
         try:
             _, _, hidden = self.encoder(
                 h, src_key_padding_mask=pad_mask, pos_embs=pos

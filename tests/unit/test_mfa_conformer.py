@@ -125,3 +125,77 @@ def test_subsampling_lengths_and_errors():
     enc = MFAConformer(**SMALL)
     with pytest.raises(ValueError, match="too short"):
         enc(torch.randn(1, 2, 20))
+
+
+def _previous_frame_features(model, x, lengths=None):
+    """``frame_features`` as it was before issue #14: no mask at all when
+    every frame is kept, decided by a host-side ``bool(keep.all())``."""
+    batch, n_frames = x.shape[0], x.shape[1]
+    h = model.subsampling(x)
+    t_sub = h.shape[1]
+    if lengths is None:
+        frames = torch.full((batch,), t_sub)
+    else:
+        abs_in = torch.round(lengths.float() * n_frames).long()
+        frames = model.subsampling.output_lengths(abs_in).clamp(1, t_sub)
+    keep = torch.arange(t_sub).unsqueeze(0) < frames.unsqueeze(1)
+    pad_mask = None if bool(keep.all()) else ~keep
+    h = model.input_dropout(h)
+    pos = model.pos_enc(h)
+    if pad_mask is not None:
+        model._conv_keep[h.device] = keep.unsqueeze(1)
+    try:
+        _, _, hidden = model.encoder(
+            h, src_key_padding_mask=pad_mask, pos_embs=pos
+        )
+    finally:
+        model._conv_keep.pop(h.device, None)
+    feats = model.norm(torch.cat(hidden[1:], dim=-1))
+    return feats * keep.unsqueeze(-1).to(feats.dtype), frames
+
+
+def test_mfa_conformer_padding_branch_free(small, monkeypatch):
+    import sys
+
+    x = torch.randn(3, 45, 20)
+    cases = {
+        "none": None,
+        "full": torch.ones(3),
+        "padded": torch.tensor([1.0, 0.8, 0.5]),
+    }
+    # Tensor-to-Python conversions from the package's own frames: each
+    # one is a host sync on a GPU.
+    syncs = []
+
+    def counting(name, original):
+        def wrapper(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            module = frame.f_globals.get("__name__", "")
+            if module.startswith("speechbrain_ssv"):
+                syncs.append(f"{name} at {module}:{frame.f_lineno}")
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for case, lengths in cases.items():
+        with torch.no_grad():
+            ref, ref_frames = _previous_frame_features(small, x, lengths)
+            ref_emb = small.pool(ref, ref_frames)
+            for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+                original = getattr(torch.Tensor, name)
+                monkeypatch.setattr(
+                    torch.Tensor, name, counting(name, original)
+                )
+            feats, frames = small.frame_features(x, lengths)
+            emb = small(x, lengths)
+            monkeypatch.undo()
+        assert syncs == [], case
+        assert torch.equal(frames, ref_frames), case
+        # Identical, not merely close: an all-False mask is a no-op.
+        assert torch.equal(feats, ref), case
+        assert torch.equal(emb, ref_emb), case
+        assert not small._conv_keep
+    # The padded batch really did take the masked path of the old code.
+    full, _ = _previous_frame_features(small, x, cases["full"])
+    padded, _ = _previous_frame_features(small, x, cases["padded"])
+    assert not torch.equal(full[2], padded[2])

@@ -375,3 +375,103 @@ def test_student_global_views_skip_same_view_pairs(method, tmp_path):
                 skip_same_view=True,
             )["loss"]
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+def _count_host_syncs(monkeypatch, calls):
+    """Record every tensor-to-Python conversion whose caller is a frame of
+    the package: each one waits for the device (a host sync on a GPU)."""
+    import sys
+
+    def counting(name, original):
+        def wrapper(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            module = frame.f_globals.get("__name__", "")
+            if module.split(".")[0] == "speechbrain_ssv":
+                calls.append(f"{name} at {module}:{frame.f_lineno}")
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in (
+        "item",
+        "tolist",
+        "cpu",
+        "numpy",
+        "__bool__",
+        "__float__",
+        "__int__",
+        "__index__",
+    ):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, counting(name, original))
+
+
+@pytest.mark.parametrize("method", ["sdpn", "dino"])
+def test_sdpn_step_has_no_host_sync(method, tmp_path, monkeypatch):
+    brain = _make_brain(method, tmp_path, seed=0)
+    brain.fit_batch(_batch(0))  # the first step allocates the monitor
+    calls = []
+    _count_host_syncs(monkeypatch, calls)
+    brain.fit_batch(_batch(1))
+    brain.fit_batch(_batch(2))
+    monkeypatch.undo()
+    assert calls == []
+    # The counter does see the package's conversions: the epoch-end read.
+    _count_host_syncs(monkeypatch, calls)
+    brain.collapse_stats()
+    monkeypatch.undo()
+    assert calls
+
+
+@pytest.mark.parametrize("method", ["sdpn", "dino"])
+def test_collapse_stats_equal_per_step_float_sums(method, tmp_path):
+    # The monitor used to convert every statistic to a Python float at
+    # each step; its device sums must give the same epoch values.
+    import math
+
+    brain = _make_brain(method, tmp_path, seed=0)
+    seen = []
+    accumulate = brain._accumulate
+
+    def recording(out, t_scores, t_temp, t_emb):
+        terms = {
+            k: out[k].clone() for k in ("ce", "memax", "koleo") if k in out
+        }
+        seen.append((terms, t_scores.clone(), t_temp, t_emb.clone()))
+        accumulate(out, t_scores, t_temp, t_emb)
+
+    brain._accumulate = recording
+    for step in range(3):
+        brain.fit_batch(_batch(step))
+    stats = brain.collapse_stats()
+
+    n, entropy, std, usage, terms = 0, 0.0, 0.0, None, {}
+    for out, t_scores, t_temp, t_emb in seen:
+        probs = torch.softmax(t_scores.float() / t_temp, dim=-1)
+        ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
+        entropy += float(ent)
+        emb = torch.nn.functional.normalize(t_emb.float(), dim=-1)
+        std += float(emb.std(dim=0).mean() * math.sqrt(emb.shape[-1]))
+        counts = torch.bincount(t_scores.argmax(-1), minlength=K).double()
+        usage = counts if usage is None else usage + counts
+        for key, value in out.items():
+            terms[key] = terms.get(key, 0.0) + float(value)
+        n += 1
+    freq = usage / usage.sum()
+    perplexity = float(
+        torch.exp(-(freq * torch.log(freq.clamp_min(1e-12))).sum())
+    )
+    expected = {
+        "teacher_entropy": entropy / n,
+        "proto_perplexity": perplexity,
+        "emb_std": std / n,
+        **{key: value / n for key, value in terms.items()},
+    }
+    assert n == 3
+    assert list(stats) == list(expected)
+    keys = ["ce", "memax", "koleo"] if method == "sdpn" else ["ce"]
+    assert list(stats)[3:] == keys
+    for key, value in expected.items():
+        assert stats[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    # Held on the device between steps, not as Python numbers.
+    assert all(torch.is_tensor(v) for v in brain._mon["sums"].values())

@@ -226,11 +226,16 @@ class MixAPBrain(VerificationBrain):
 
     # --------------------------------------------------------------- monitor
     def _reset_monitor(self):
-        self._mon = {"n": 0, "acc": 0.0}
+        self._mon = {"n": 0, "acc": None}
 
     def _accumulate(self, logits, offset):
+        # Summed on the device and read once per epoch: a float() here
+        # would wait for the GPU at every step.
         own = torch.arange(logits.shape[0], device=logits.device) + offset
-        self._mon["acc"] += float((logits.argmax(-1) == own).float().mean())
+        acc = (logits.argmax(-1) == own).double().mean()
+        self._mon["acc"] = (
+            acc if self._mon["acc"] is None else self._mon["acc"] + acc
+        )
         self._mon["n"] += 1
 
     def on_stage_start(self, stage, epoch=None):
@@ -265,7 +270,7 @@ class MixAPBrain(VerificationBrain):
         if self._mon["n"]:
             # Accuracy of a query picking its own anchor: for the mixed
             # methods a diagnostic only (the target is soft).
-            stats["anchor_acc"] = self._mon["acc"] / self._mon["n"]
+            stats["anchor_acc"] = float(self._mon["acc"]) / self._mon["n"]
         scale = unwrap(self.modules.ap_scale)
         stats["ap_scale"] = float(scale.scale.detach())
         stats["ap_bias"] = float(scale.bias.detach())

@@ -26,16 +26,39 @@ from speechbrain_ssv.utils.io import file_digest
 
 __all__ = ["load_encoder", "read_cohort", "score_model"]
 
+#: Trial entries with one of these extensions name their file as it is.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
 
 def _audio_path(data_folder, entry):
     """Where a trial-list entry's audio is: ``data_folder/entry``, or
     ``data_folder/wav/entry`` (VoxCeleb1's layout, whose trial lists omit
-    the ``wav/`` folder)."""
-    direct = os.path.join(data_folder, entry)
-    nested = os.path.join(data_folder, "wav", entry)
-    if not os.path.isfile(direct) and os.path.isfile(nested):
-        return nested
-    return direct
+    the ``wav/`` folder); an entry without an audio extension gets
+    ``.wav`` (utterance ids drop it), one with another (``.flac``) keeps
+    it. The first candidate that exists is returned; if none does, the
+    direct one (for the error message).
+
+    Example
+    -------
+    >>> tmp = getfixture("tmpdir")
+    >>> os.makedirs(os.path.join(tmp, "wav", "s1"))
+    >>> _ = open(os.path.join(tmp, "wav", "s1", "a.flac"), "w").write("x")
+    >>> _audio_path(str(tmp), "s1/a.flac").endswith("wav/s1/a.flac")
+    True
+    >>> _audio_path(str(tmp), "s1/b").endswith("s1/b.wav")
+    True
+    """
+    names = [entry] if os.path.splitext(entry)[1] in AUDIO_EXTENSIONS else []
+    names.append(entry + ".wav")
+    candidates = [
+        os.path.join(folder, name)
+        for name in names
+        for folder in (data_folder, os.path.join(data_folder, "wav"))
+    ]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    return candidates[0]
 
 
 def load_encoder(model, device="cpu", savedir=None):
@@ -226,7 +249,7 @@ def score_model(
     for trial in read_trials(trials):
         for utt in (trial.enrol, trial.test):
             if utt not in utt_to_wav:
-                utt_to_wav[utt] = _audio_path(data_folder, utt + ".wav")
+                utt_to_wav[utt] = _audio_path(data_folder, utt)
     cohort_items = read_cohort(cohort, data_folder) if cohort else None
     # The cache is keyed by the weights, so a re-exported model never reuses
     # another's embeddings.

@@ -43,6 +43,10 @@ def test_vae_recipe_outputs(vae_run):
     ckpt = os.path.join(out, "vae.ckpt")
     assert f"VAE exported to {ckpt}" in stdout
     assert os.path.isfile(os.path.join(out, "reconstructions", "epoch_001.png"))
+    # Held-out reconstruction R^2, one value per MFCC band.
+    r2 = json.load(open(os.path.join(out, "reconstruction_r2.json")))
+    assert r2["n_segments"] > 0 and len(r2["r2_per_band"]) > 1
+    assert "reconstruction R^2 per band" in stdout
     log = open(os.path.join(out, "train_log.txt")).read()
     assert "epoch: 1" in log and "train kl" in log and "train nll" in log
     saves = [

@@ -34,7 +34,7 @@ import time
 
 from peak_memory import reset_peak, rss_kb
 
-METHODS = ("minibatch_kmeans", "ours")
+METHODS = ("minibatch_kmeans", "faiss_kmeans", "ours")
 
 
 def make_blobs(n, dim, n_clusters, spread, seed=0, chunk=100_000):
@@ -89,6 +89,10 @@ def child(method, n, args):
             "true_labels": y if args.history else None,
             "device": args.device,
         }
+    elif method == "faiss_kmeans":
+        # faiss' own defaults but the iteration count: random initial
+        # centres, at most 256 points per centre sampled for the fit.
+        kwargs = {"baseline_options": {"niter": args.faiss_niter}}
     else:
         kwargs = {
             "baseline_options": {
@@ -105,7 +109,7 @@ def child(method, n, args):
             kwargs["clustering_hparams"], batch_size=256, number_of_epochs=1
         )
         warm["true_labels"] = None
-    else:
+    elif method == "minibatch_kmeans":
         warm["baseline_options"] = dict(
             kwargs["baseline_options"], batch_size=256
         )
@@ -147,7 +151,7 @@ def run_child(method, n, args):
     cmd += ["--sizes", str(n)]
     for key in (
         "dim", "clusters", "spread", "epochs", "hidden_size", "batch_size",
-        "knn_reference", "threads", "device",
+        "knn_reference", "threads", "device", "faiss_niter",
     ):  # fmt: skip
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     if args.history:
@@ -192,6 +196,12 @@ def main(argv=None):
     )
     parser.add_argument("--batch-size", type=int, default=10240)
     parser.add_argument("--knn-reference", type=int, default=10_000)
+    parser.add_argument(
+        "--faiss-niter",
+        type=int,
+        default=20,
+        help="Lloyd iterations of the faiss k-means reference row",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -276,6 +286,7 @@ def main(argv=None):
                     "hidden_size",
                     "batch_size",
                     "knn_reference",
+                    "faiss_niter",
                     "threads",
                     "device",
                     "history",

@@ -4,6 +4,7 @@ chunked assignment."""
 import itertools
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -209,6 +210,13 @@ def test_baselines_refuse_unknown_and_unscalable_configurations():
         cluster(x, "gmm_full", 4, max_memory_gb=1e-6)
     with pytest.raises(ValueError, match="n_clusters"):
         cluster(x, "kmeans", 1000)
+
+
+def test_faiss_kmeans_without_faiss_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    x, _ = _blobs()
+    with pytest.raises(ImportError, match=r"speechbrain-ssv\[faiss\]"):
+        cluster(x, "faiss_kmeans", 4)
 
 
 def test_assign_chunked_equals_brute_force():

@@ -882,6 +882,7 @@ def cluster_representations(
     opt_class=None,
     aug_features=None,
     device="cpu",
+    precision="fp32",
     progress=False,
     train_logger=None,
 ):
@@ -939,6 +940,10 @@ def cluster_representations(
         terms; scaled like ``features``.
     device : str
         Where ``"ours"`` trains.
+    precision : str
+        ``"ours"``: SpeechBrain's ``precision`` run option (``fp32``,
+        ``fp16``, ``bf16``): the MLP's forwards under autocast, every loss
+        term in float32 (:func:`speechbrain_ssv.utils.precision.float32_loss`).
     progress : bool
         Progress bars.
     train_logger : speechbrain.utils.train_logger.TrainLogger | None
@@ -996,6 +1001,7 @@ def cluster_representations(
         if aug_features is None
         else _scale(aug_features, l2_normalize, standardize, center),
         device=device,
+        precision=precision,
         progress=progress,
         train_logger=train_logger,
     )
@@ -1019,6 +1025,7 @@ def _clustering_brain(
     seed,
     aug,
     device,
+    precision,
     progress,
     train_logger,
 ):
@@ -1109,7 +1116,11 @@ def _clustering_brain(
         modules={"model": model, "marginal": marginal},
         opt_class=opt_class,
         hparams=brain_hp,
-        run_opts={"device": device, "noprogressbar": not progress},
+        run_opts={
+            "device": device,
+            "precision": precision,
+            "noprogressbar": not progress,
+        },
         checkpointer=checkpointer,
         eval_features=x,
         true_labels=true_labels,
@@ -1316,7 +1327,9 @@ def pseudo_label_stage(
     json_kwargs = {
         k: v
         for k, v in cluster_kwargs.items()
-        if k not in ("device", "progress", "train_logger")
+        # Where and how fast it runs, not what it clusters (precision:
+        # bf16 autocast rounds the MLP's matmuls; the losses stay fp32).
+        if k not in ("device", "precision", "progress", "train_logger")
     }
     opts = {
         "method": method,

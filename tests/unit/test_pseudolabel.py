@@ -563,6 +563,42 @@ def test_kmeans_warm_start_starts_from_the_kmeans_clustering():
     assert acc[True] >= kacc and acc[True] > acc[False], (acc, kacc)
 
 
+def test_clustering_model_trains_under_bf16_autocast():
+    """The recipe's --precision reaches the clustering model: its forwards
+    run in bf16 (CPU autocast here), the loss stays float32, and the
+    clustering matches the float32 run's quality."""
+    x, y = _blobs()
+    seen, acc, losses = [], {}, []
+
+    class Logger:
+        def log_stats(self, stats_meta, train_stats=None, **kwargs):
+            losses.append(train_stats["loss"])
+
+    class Recording(ClusteringMLP):
+        def forward(self, inputs, return_hidden=False):
+            out = super().forward(inputs, return_hidden)
+            seen.append((out[0] if return_hidden else out).dtype)
+            return out
+
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        torch.manual_seed(0)
+        out = cluster_representations(
+            "ours", x.numpy(), 8, true_labels=y.numpy(), precision=precision,
+            model_factory=functools.partial(Recording, hidden_size=64),
+            train_logger=Logger(),
+            clustering_hparams={"number_of_epochs": 4, "batch_size": 80,
+                                "lr": 0.1, "vat_xi": 0.01, "eval_every": 4},
+        )  # fmt: skip
+        assert len(losses) == 4 and np.isfinite(losses[-1]), losses
+        losses.clear()
+        acc[precision] = out["history"][-1]["acc"]
+        dtypes = set(seen)
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32
+        assert expected in dtypes, (precision, dtypes)
+    assert abs(acc["bf16"] - acc["fp32"]) <= 0.1, acc
+
+
 def test_cluster_representations_ours_and_errors(tmp_path):
     x, y = _blobs(k=4, per=40)
     out = cluster_representations(

@@ -108,8 +108,9 @@ def _no_result(func, *args, **kwargs):
     func(*args, **kwargs)
 
 
-def pseudo_labels(hparams, rnd, reps, device):
-    """Stage 2 of round ``rnd``."""
+def pseudo_labels(hparams, rnd, reps, device, precision):
+    """Stage 2 of round ``rnd`` (``precision``: the run option, used by
+    the multi-objective model's forwards)."""
     method = hparams["clustering_method"]
     kwargs = {
         "representations": reps,
@@ -132,6 +133,8 @@ def pseudo_labels(hparams, rnd, reps, device):
         "opt_class": hparams["clustering_opt_class"],
         "device": device,
     }
+    if method == "ours":
+        kwargs["precision"] = precision
     kwargs["train_logger"] = hparams["train_logger"]
     out = run_on_main(pseudo_label_stage, args=[method], kwargs=kwargs)
     if out["report"] is not None:
@@ -296,7 +299,9 @@ def main(argv):
         entry["representations"] = reps["folder"]
         if hparams["stage"] < 2:
             break
-        pl = pseudo_labels(hparams, rnd, reps, device)
+        pl = pseudo_labels(
+            hparams, rnd, reps, device, run_opts.get("precision") or "fp32"
+        )
         entry["clustering"] = pl["report"]
         entry["pseudo_labels"] = pl["csv"]
         entry["n_pseudo_speakers"] = pl["n_labels"]

@@ -83,6 +83,7 @@ def child(method, n, args):
                 "eval_every": 1 if args.history else args.epochs,
                 "eval_ami": False,
                 "vat_xi": 0.01,  # the recipes' value (no code default)
+                **json.loads(args.ours_hparams),
             },
             # The per-epoch metrics against the blobs (--history) are
             # computed on every point, so they add to the timed cost.
@@ -108,6 +109,7 @@ def child(method, n, args):
         warm["clustering_hparams"] = dict(
             kwargs["clustering_hparams"], batch_size=256, number_of_epochs=1
         )
+        warm["clustering_hparams"].pop("warm_start", None)
         warm["true_labels"] = None
     elif method == "minibatch_kmeans":
         warm["baseline_options"] = dict(
@@ -119,7 +121,12 @@ def child(method, n, args):
     reset_peak()
     base_kb = rss_kb("VmRSS")
     t0 = time.perf_counter()
-    out = cluster_representations(method, x, args.clusters, seed=0, **kwargs)
+    # The data stay the same (blob seed 0); --seed changes the methods'
+    # random draws (initial centres, weights, batches) only.
+    torch.manual_seed(args.seed)
+    out = cluster_representations(
+        method, x, args.clusters, seed=args.seed, **kwargs
+    )
     seconds = time.perf_counter() - t0
     peak_kb = rss_kb("VmHWM")
     labels = out["labels"]
@@ -151,7 +158,8 @@ def run_child(method, n, args):
     cmd += ["--sizes", str(n)]
     for key in (
         "dim", "clusters", "spread", "epochs", "hidden_size", "batch_size",
-        "knn_reference", "threads", "device", "faiss_niter",
+        "knn_reference", "threads", "device", "faiss_niter", "ours_hparams",
+        "seed",
     ):  # fmt: skip
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     if args.history:
@@ -201,6 +209,19 @@ def main(argv=None):
         type=int,
         default=20,
         help="Lloyd iterations of the faiss k-means reference row",
+    )
+    parser.add_argument(
+        "--ours-hparams",
+        default="{}",
+        help="JSON object of further clustering_hparams for ours, e.g. "
+        '\'{"warm_start": {"method": "faiss_kmeans", "epochs": 1, "lr": 0.1}, '
+        '"supcon_weight": 0}\' (timed: a warm start is part of its cost)',
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the methods (the blobs are always drawn with seed 0)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -287,6 +308,8 @@ def main(argv=None):
                     "batch_size",
                     "knn_reference",
                     "faiss_niter",
+                    "ours_hparams",
+                    "seed",
                     "threads",
                     "device",
                     "history",

@@ -276,6 +276,104 @@ def disjoint_crops_pipeline(
     return crops
 
 
+def multicrop_disjoint_pipeline(
+    global_seconds, local_seconds, n_global, n_local, sample_rate=16000
+):
+    """Build a dynamic item reading ``n_global`` global and ``n_local``
+    local crops of each segment, the locals drawn outside the first global
+    crop (the teacher's view in SDPN).
+
+    With independent crops, a 1.5 s local view of a 5.5 s utterance (the
+    minivox median) overlaps a 3 s global view most of the time, so the
+    student can match the teacher on the same stretch of audio (its words)
+    instead of on the speaker. Here each local starts uniformly among the
+    positions that share no sample with ``global0``. When no such position
+    exists, it takes the end of the segment farthest from ``global0``
+    (least overlap). The globals are independent uniform crops. A segment
+    shorter than a crop is tiled as in :func:`crop_pipeline`. The whole
+    segment is read once.
+
+    Arguments
+    ---------
+    global_seconds : float
+        Length of the global crops.
+    local_seconds : float
+        Length of the local crops.
+    n_global : int
+        Number of global crops (``global0`` ...), at least 1.
+    n_local : int
+        Number of local crops (``local0`` ...), at least 1.
+    sample_rate : int
+        Expected sampling rate of the files (checked).
+
+    Returns
+    -------
+    speechbrain.utils.data_pipeline.DynamicItem
+        Takes ``wav, start, stop``; provides the crops.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from speechbrain_ssv.utils.io import write_wav
+    >>> p = os.path.join(getfixture("tmpdir"), "a.wav")
+    >>> write_wav(p, np.linspace(-0.5, 0.5, 16000), 16000)
+    >>> crops = multicrop_disjoint_pipeline(0.5, 0.25, 1, 2)
+    >>> g, l0, l1 = crops.func(p, "0", "16000")
+    >>> g.shape, l0.shape, bool(np.intersect1d(g.numpy(), l0.numpy()).size)
+    (torch.Size([8000]), torch.Size([4000]), False)
+    """
+    n_g = int(round(global_seconds * sample_rate))
+    n_l = int(round(local_seconds * sample_rate))
+    if n_g <= 0 or n_l <= 0:
+        raise ValueError(
+            f"global_seconds={global_seconds}, local_seconds={local_seconds}: "
+            "crops must be non-empty"
+        )
+    if n_global < 1 or n_local < 1:
+        raise ValueError(
+            f"n_global={n_global}, n_local={n_local}; expected at least 1 each"
+        )
+    keys = [f"global{i}" for i in range(n_global)]
+    keys += [f"local{i}" for i in range(n_local)]
+
+    def window(sig, begin, n):
+        """``n`` samples from ``begin``; a signal no longer than that is
+        tiled after a random circular shift."""
+        if sig.shape[0] <= n:
+            shift = int(torch.randint(0, sig.shape[0], (1,)))
+            return _tile(torch.roll(sig, shift), n)
+        return sig[begin : begin + n]
+
+    @takes("wav", "start", "stop")
+    @provides(*keys)
+    def crops(wav, start, stop):
+        """The global crops, then locals outside ``global0``."""
+        start, stop = _segment(start, stop, wav)
+        sig = read_audio_checked(wav, start, stop, sample_rate)
+        total = sig.shape[0]
+        starts = [
+            int(torch.randint(0, max(total - n_g, 0) + 1, (1,)))
+            for _ in range(n_global)
+        ]
+        out = [window(sig, b, n_g) for b in starts]
+        g0, g1 = starts[0], min(starts[0] + n_g, total)
+        # Positions [0, g0 - n_l] before and [g1, total - n_l] after.
+        before = max(g0 - n_l + 1, 0)
+        after = max(total - n_l - g1 + 1, 0)
+        for _ in range(n_local):
+            if before + after > 0:
+                k = int(torch.randint(0, before + after, (1,)))
+                begin = k if k < before else g1 + (k - before)
+            elif g0 >= total - g1:
+                begin = 0
+            else:
+                begin = max(total - n_l, 0)
+            out.append(window(sig, begin, n_l))
+        return tuple(out)
+
+    return crops
+
+
 def full_pipeline(sample_rate=16000):
     """Build a dynamic item reading the whole ``[start, stop)`` segment.
 
@@ -516,6 +614,7 @@ def make_multicrop_dataset(
     n_local=4,
     data_folder=None,
     sample_rate=16000,
+    disjoint_locals=False,
 ):
     """Build a label-free multi-crop dataset (self-distillation: SDPN, DINO).
 
@@ -540,6 +639,9 @@ def make_multicrop_dataset(
         Value of ``$data_root`` in the manifest.
     sample_rate : int
         Expected sampling rate.
+    disjoint_locals : bool
+        Draw the local crops outside the first global crop
+        (:func:`multicrop_disjoint_pipeline`) instead of independently.
 
     Returns
     -------
@@ -567,14 +669,17 @@ def make_multicrop_dataset(
     ds = load_manifest(
         train_csv, data_folder, REQUIRED_COLUMNS, drop_columns=LABEL_COLUMNS
     )
-    keys = []
-    for prefix, seconds, count in (
-        ("global", global_seconds, n_global),
-        ("local", local_seconds, n_local),
-    ):
-        for i in range(count):
-            key = f"{prefix}{i}"
+    keys = [f"global{i}" for i in range(n_global)]
+    keys += [f"local{i}" for i in range(n_local)]
+    if disjoint_locals:
+        ds.add_dynamic_item(
+            multicrop_disjoint_pipeline(
+                global_seconds, local_seconds, n_global, n_local, sample_rate
+            )
+        )
+    else:
+        for key in keys:
+            seconds = global_seconds if key.startswith("g") else local_seconds
             ds.add_dynamic_item(crop_pipeline(seconds, sample_rate, True, key))
-            keys.append(key)
     ds.set_output_keys(["id"] + keys)
     return ds

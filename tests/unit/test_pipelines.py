@@ -340,3 +340,47 @@ def test_unlabelled_dataset_disjoint_views_vs_independent_crops(tmp_path):
     assert overlapping[True] == 0
     # Independent 1.79 s crops of a 4 s file overlap most of the time.
     assert overlapping[False] > 20
+
+
+def test_multicrop_disjoint_locals_avoid_the_teacher_view(tmp_path):
+    """SDPN's local views (student) share no audio with global0 (the
+    teacher's view) when the file leaves room, and overlap it least when
+    it does not; independent crops of a minivox-length file overlap it
+    most of the time."""
+    from speechbrain_ssv.data.pipelines import make_multicrop_dataset
+
+    shared = {}
+    for seconds in (5.5, 4.0):
+        n = int(seconds * 16000)
+        path = _ramp_file(tmp_path, n)
+        csv = tmp_path / f"t{seconds}.csv"
+        csv.write_text(
+            f"ID,duration,wav,start,stop,spk_id\nu1,{seconds},{path},0,{n},s1\n"
+        )
+        for disjoint in (True, False):
+            torch.manual_seed(0)
+            ds = make_multicrop_dataset(
+                str(csv), 3.0, 1.5, n_global=2, n_local=2,
+                disjoint_locals=disjoint,
+            )  # fmt: skip
+            count = 0
+            for _ in range(50):
+                item = ds[0]
+                assert item["global1"].shape == (48000,)
+                assert item["local1"].shape == (24000,)
+                teacher = _positions(item["global0"])
+                for key in ("local0", "local1"):
+                    overlap = len(teacher & _positions(item[key]))
+                    count += overlap > 0
+                    if disjoint and seconds == 4.0:
+                        # 1 s beside a 3 s global, the local at the end
+                        # with more room: 1 s in common at worst (global0
+                        # in the middle), where independent crops can
+                        # share all 1.5 s.
+                        room = max(min(teacher), n - 1 - max(teacher))
+                        assert overlap == 24000 - room
+            shared[seconds, disjoint] = count / 100
+    # 5.5 s leaves 1.5 s beside global0 for 80 % of its positions.
+    assert shared[5.5, True] <= 0.3
+    assert shared[5.5, False] >= 0.6
+    assert shared[4.0, False] >= 0.9

@@ -72,6 +72,7 @@ def main(argv):
         n_global=hparams["n_global"],
         n_local=hparams["n_local"],
         sample_rate=hparams["sample_rate"],
+        disjoint_locals=hparams["disjoint_locals"],
     )
 
     brain = SDPNBrain(

@@ -233,8 +233,9 @@ def export_and_report(
     extra_results=None,
 ):
     """Write ``results.json`` and export the selected checkpoint to
-    ``export_folder`` (skipped when that is empty, and with a warning when
-    nothing was trained and no checkpoint exists).
+    ``export_folder`` (skipped when that is empty). When nothing was trained
+    and no checkpoint exists (``--number_of_epochs 0``), the initial state
+    is saved and exported, and the model card calls it untrained.
 
     Arguments
     ---------
@@ -257,25 +258,26 @@ def export_and_report(
     extra_results : dict | None
         More entries for ``results.json`` (e.g. probe accuracies).
     """
-    if not if_main_process():
-        return
     from speechbrain_ssv.eval.report import method_label
     from speechbrain_ssv.export import export_checkpoint
 
+    saved = glob.glob(os.path.join(hparams["save_folder"], "CKPT+*"))
+    untrained = bool(export_folder) and not saved and brain.optimizer_step == 0
+    if untrained:
+        # An untrained baseline (--number_of_epochs 0) has no checkpoint:
+        # save the initial state so that it exports like any model (and
+        # can be scored on other trials, e.g. real speech). Every rank
+        # calls it: the save synchronises them.
+        brain.checkpointer.save_checkpoint(meta={"untrained": True})
+    if not if_main_process():
+        return
     results = {"metrics": metrics, "optimizer_steps": brain.optimizer_step}
     results.update(extra_results or {})
-    saved = glob.glob(os.path.join(hparams["save_folder"], "CKPT+*"))
-    if export_folder and not saved and brain.optimizer_step == 0:
-        # An untrained baseline (--number_of_epochs 0) has no checkpoint to
-        # export; its scores are still worth a results.json.
-        logger.warning(
-            "%s: no checkpoint to export (nothing was trained); export to %s "
-            "skipped",
-            hparams["save_folder"],
-            export_folder,
-        )
-        results["export_skipped"] = "no checkpoint: 0 optimizer steps"
-        export_folder = None
+    method = method_label(brain)
+    if untrained:
+        method = f"{method}, untrained (0 optimizer steps)"
+        min_key = max_key = None
+        results["untrained"] = True
     if export_folder:
         export_checkpoint(
             hparams["save_folder"],
@@ -289,7 +291,7 @@ def export_and_report(
             max_key=max_key,
             encoder_parts=encoder_parts,
             metrics=metrics,
-            method=method_label(brain),
+            method=method,
         )
         results["export_folder"] = os.path.abspath(export_folder)
     write_json(os.path.join(hparams["output_folder"], "results.json"), results)

@@ -92,7 +92,10 @@ class WarmupCosineScheduler(StepSchedule):
     def __init__(
         self, lr, warmup_steps, total_steps, final_lr=1e-5, start_lr=0.0
     ):
-        if total_steps <= warmup_steps:
+        # total_steps 0: a run that trains nothing (--number_of_epochs 0,
+        # which evaluates and exports the initial encoder, e.g. the
+        # untrained baseline of the READMEs).
+        if total_steps != 0 and total_steps <= warmup_steps:
             raise ValueError(
                 f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
             )

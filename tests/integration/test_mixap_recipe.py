@@ -96,9 +96,19 @@ def test_untrained_baseline_with_zero_epochs(tiny_corpus, tmp_path):
     _check(proc)
     res = json.load(open(os.path.join(tmp_path, "results.json")))
     assert res["optimizer_steps"] == 0 and res["metrics"]["n_trials"] > 0
-    # The README's command: nothing to export, said so, not a crash.
-    assert res["export_skipped"] == "no checkpoint: 0 optimizer steps"
-    assert "export_folder" not in res
+    # The README's command exports the initial encoder, so that the
+    # untrained baseline can be scored on other trials too; the card says
+    # it is untrained.
+    assert res["untrained"] is True
+    folder = res["export_folder"]
+    card = open(os.path.join(folder, "README.md")).read()
+    assert "untrained (0 optimizer steps)" in card
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    model = EncoderClassifier.from_hparams(
+        source=folder, savedir=os.path.join(tmp_path, "loaded")
+    )
+    assert model.encode_batch(torch.randn(1, 32000) * 0.1).shape[-1] == 192
 
 
 def test_training_batches_hold_no_speaker_label(imix_run):

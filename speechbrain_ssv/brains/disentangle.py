@@ -73,6 +73,7 @@ from speechbrain_ssv.losses.club import (
     disentangle_total,
     table1_weights,
 )
+from speechbrain_ssv.utils.checkpoints import find_checkpoint
 from speechbrain_ssv.utils.errors import HparamsError, SSVInputError
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,6 @@ def resolve_weights(table1_row=None, loss_weights=None):
 
 def _frontend_state_file(path):
     """The ``.ckpt`` file of a front-end given as a file or a folder."""
-    from speechbrain_ssv.export import find_checkpoint
 
     if os.path.isfile(path):
         return path

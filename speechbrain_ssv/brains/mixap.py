@@ -19,15 +19,15 @@ import speechbrain as sb
 import torch
 
 from speechbrain_ssv.brains.base import VerificationBrain, unwrap
-from speechbrain_ssv.brains.vae import segment_features
-from speechbrain_ssv.losses.mixap import (
+from speechbrain_ssv.lobes.vae import segment_features
+from speechbrain_ssv.losses.common import (
     angular_prototypical_loss,
     gather_with_grad,
-    imix_loss,
     mix,
     random_partner,
     sample_lambda,
 )
+from speechbrain_ssv.losses.mixap import imix_loss
 
 logger = logging.getLogger(__name__)
 

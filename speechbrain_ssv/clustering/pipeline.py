@@ -10,15 +10,10 @@ with the trained encoder and cluster again.
 
 Stages and resumption
 ---------------------
-Each stage owns a folder with a ``stage.json``: its options (everything its
-output depends on, including a digest of its inputs' files), a status and,
-once finished, the content digests of its outputs. A stage whose
-``stage.json`` says ``done`` with the same options is skipped; one that is
-``running`` with the same options resumes its partial work (checkpoints,
-shards); one whose options changed is discarded and redone, and so are the
-stages after it, since their options hold the digest of its outputs. The
-same rule as :func:`speechbrain_ssv.data.voxceleb.prepare_voxceleb`'s
-``prepare_opts.json``, with a status so that long stages resume.
+Each stage owns a folder and is resumable through
+:mod:`speechbrain_ssv.utils.stages`: an unchanged finished stage is
+skipped, an unfinished one resumes, and one whose options or inputs changed
+is redone together with the stages after it.
 
 Scale
 -----
@@ -37,11 +32,8 @@ Authors
 
 import csv
 import functools
-import hashlib
-import json
 import logging
 import os
-import shutil
 
 import numpy as np
 import torch
@@ -57,8 +49,13 @@ from speechbrain_ssv.utils.errors import (
 from speechbrain_ssv.utils.io import (
     atomic_path,
     file_digest,
-    write_json,
     write_text,
+)
+from speechbrain_ssv.utils.stages import (
+    begin_stage,
+    finish_stage,
+    read_stage,
+    seed_stage,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,24 +65,14 @@ __all__ = [
     "IVECTOR_DEFAULTS",
     "ORACLE",
     "OURS",
-    "STAGE_FILE",
-    "begin_stage",
     "cluster_representations",
     "extract_representations",
-    "file_digest",
-    "finish_stage",
     "load_representations",
     "manifest_rows",
     "pseudo_label_stage",
-    "read_stage",
-    "seed_stage",
-    "stage_is_done",
     "write_pseudolabel_csv",
 ]
 
-STAGE_FILE = "stage.json"
-# Bump when a stage's output format changes, so old folders are redone.
-STAGE_VERSION = 1
 #: Name of the multi-objective clustering method (the paper's).
 OURS = "ours"
 # The upper-bound row of the paper's tables (ECAPA on the true speakers):
@@ -145,208 +132,6 @@ CLUSTERING_PIPELINE_DEFAULTS = {
 # ---------------------------------------------------------------------------
 # Stage bookkeeping
 # ---------------------------------------------------------------------------
-
-
-def _jsonable(obj):
-    """``obj`` as it reads back from JSON (callables and paths as strings)."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def read_stage(folder):
-    """The ``stage.json`` of a stage folder.
-
-    Arguments
-    ---------
-    folder : str
-        Stage folder.
-
-    Returns
-    -------
-    dict | None
-        ``None`` when absent or unreadable.
-    """
-    path = os.path.join(folder, STAGE_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def stage_is_done(folder, opts):
-    """True when ``folder`` holds a finished stage run with ``opts`` whose
-    outputs are all present.
-
-    Arguments
-    ---------
-    folder : str
-        Stage folder.
-    opts : dict
-        The stage's options.
-
-    Returns
-    -------
-    bool
-        Whether the stage can be skipped.
-    """
-    rec = read_stage(folder)
-    if (
-        rec is None
-        or rec.get("status") != "done"
-        or rec.get("version") != STAGE_VERSION
-        or rec.get("opts") != _jsonable(opts)
-    ):
-        return False
-    return all(
-        os.path.isfile(os.path.join(folder, name))
-        for name in rec.get("outputs", {})
-    )
-
-
-def begin_stage(folder, opts, name="stage"):
-    """Prepare ``folder`` for a stage run with ``opts``.
-
-    Returns ``True`` when the stage is already done (skip it). Otherwise
-    the folder is made ready: partial work of a run with the same options
-    is kept (resume), a folder from other options is deleted first, and the
-    options are recorded with status ``running``.
-
-    Arguments
-    ---------
-    folder : str
-        Stage folder (created).
-    opts : dict
-        JSON-able options (non-JSON values are compared as strings).
-    name : str
-        For log messages.
-
-    Returns
-    -------
-    bool
-        ``True``: done, skip.
-
-    Example
-    -------
-    >>> folder = os.path.join(getfixture("tmpdir"), "s")
-    >>> begin_stage(folder, {"k": 1})
-    False
-    >>> _ = finish_stage(folder, {"k": 1})
-    >>> begin_stage(folder, {"k": 1}), begin_stage(folder, {"k": 2})
-    (True, False)
-    """
-    folder = os.fspath(folder)
-    if stage_is_done(folder, opts):
-        logger.info("%s skipped: %s is up to date", name, folder)
-        return True
-    rec = read_stage(folder)
-    same = (
-        rec is not None
-        and rec.get("version") == STAGE_VERSION
-        and rec.get("opts") == _jsonable(opts)
-    )
-    if not same and os.path.isdir(folder) and os.listdir(folder):
-        if rec is None:
-            raise SSVInputError(
-                folder,
-                f"is not empty and holds no {STAGE_FILE}, so it is not a "
-                "stage folder of this recipe; refusing to delete it (choose "
-                "another output_folder or remove it)",
-            )
-        logger.info(
-            "%s: options changed, discarding the earlier run in %s",
-            name,
-            folder,
-        )
-        shutil.rmtree(folder)
-    os.makedirs(folder, exist_ok=True)
-    if not same:
-        write_json(
-            os.path.join(folder, STAGE_FILE),
-            {
-                "version": STAGE_VERSION,
-                "opts": _jsonable(opts),
-                "status": "running",
-            },
-        )
-    elif rec.get("status") != "running":
-        rec["status"] = "running"
-        write_json(os.path.join(folder, STAGE_FILE), rec)
-    if same:
-        logger.info("%s: resuming the unfinished run in %s", name, folder)
-    return False
-
-
-def seed_stage(seed, name):
-    """Seed Python's, NumPy's and torch's generators for stage ``name``
-    from the recipe ``seed``.
-
-    A stage's random draws (model initialisation, augmentation, shuffles
-    not seeded otherwise) then do not depend on the stages before it in
-    this process: a run resumed after stage 1, which skips it, writes the
-    same outputs as an uninterrupted one.
-
-    Arguments
-    ---------
-    seed : int
-        The recipe seed.
-    name : str
-        Stage name (e.g. ``"clustering"``, ``"round1/train"``).
-
-    Returns
-    -------
-    int
-        The stage's seed (31 bits).
-
-    Example
-    -------
-    >>> a = seed_stage(1986, "clustering"); x = torch.rand(1)
-    >>> b = seed_stage(1986, "clustering"); torch.equal(x, torch.rand(1))
-    True
-    >>> a == b != seed_stage(1986, "representations")
-    True
-    """
-    from speechbrain.utils import seed_everything
-
-    digest = hashlib.sha256(f"{int(seed)}/{name}".encode()).digest()
-    stage_seed = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-    seed_everything(stage_seed)
-    return stage_seed
-
-
-def finish_stage(folder, opts, outputs=(), info=None):
-    """Record a stage as done; its ``stage.json`` is written last.
-
-    Arguments
-    ---------
-    folder : str
-        Stage folder.
-    opts : dict
-        The options it ran with.
-    outputs : sequence of str
-        Output file names (relative to ``folder``), digested.
-    info : dict | None
-        Anything else to keep (metrics, counts).
-
-    Returns
-    -------
-    dict
-        The record, with ``digest``: one hash of the options and the output
-        contents, for the options of the stages that read them.
-    """
-    digests = {o: file_digest(os.path.join(folder, o)) for o in outputs}
-    h = hashlib.sha1(
-        json.dumps([_jsonable(opts), digests], sort_keys=True).encode()
-    )
-    rec = {
-        "version": STAGE_VERSION,
-        "opts": _jsonable(opts),
-        "status": "done",
-        "outputs": digests,
-        "digest": h.hexdigest(),
-        "info": _jsonable(info or {}),
-    }
-    write_json(os.path.join(folder, STAGE_FILE), rec)
-    return rec
 
 
 # ---------------------------------------------------------------------------

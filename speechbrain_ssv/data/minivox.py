@@ -84,7 +84,8 @@ from speechbrain_ssv.utils.errors import (
     SSVInputError,
     report_user_error,
 )
-from speechbrain_ssv.utils.io import write_json, write_text, write_wav
+from speechbrain_ssv.utils.io import write_text, write_wav
+from speechbrain_ssv.utils.stages import check_recorded_options
 
 VERSION = 1
 FS = 16000
@@ -792,36 +793,6 @@ def write_meta(root, plan, opts):
     return len(trials)
 
 
-def _check_or_record_options(root, opts):
-    import json
-
-    path = os.path.join(root, "meta", "minivox.json")
-    record = {"generator": "speechbrain_ssv minivox", "options": opts}
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except (OSError, ValueError) as err:
-            raise SSVInputError(
-                path, f"is unreadable ({err}); delete it or use another folder"
-            ) from None
-        old_opts = old.get("options") if isinstance(old, dict) else None
-        if old_opts != json.loads(json.dumps(opts)):
-            diff = sorted(
-                k
-                for k in set(opts) | set(old_opts or {})
-                if (old_opts or {}).get(k)
-                != json.loads(json.dumps(opts)).get(k)
-            )
-            raise SSVInputError(
-                path,
-                f"the folder holds a minivox corpus generated with other options "
-                f"(differing: {diff}); use another --out folder or the same options",
-            )
-        return
-    write_json(path, record)
-
-
 def check_minivox_extra():
     """Raise one error naming every missing dependency of the generator.
 
@@ -909,7 +880,9 @@ def generate_minivox(
     start = time.time()
     root = os.path.abspath(os.fspath(root))
     os.makedirs(os.path.join(root, "meta"), exist_ok=True)
-    _check_or_record_options(root, opts)
+    check_recorded_options(
+        os.path.join(root, "meta", "minivox.json"), opts, "a minivox corpus"
+    )
     plan = plan_corpus(opts)
     jobs = [(opts, spk, root) for spk in plan]
     counts = {"written": 0, "skipped": 0}

@@ -17,10 +17,9 @@ Authors
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from speechbrain_ssv.utils.io import atomic_path
+from speechbrain_ssv.eval.plots import save_figure
 
 __all__ = [
     "distance_from_line",
@@ -29,12 +28,6 @@ __all__ = [
     "plot_mixtures",
     "plot_reconstructions",
 ]
-
-
-def _save(fig, path):
-    FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
 def _as_image(x):
@@ -184,7 +177,7 @@ def plot_mixtures(x1, x2, x_imix, x_lmix, lam, path, title=None):
     fig.colorbar(shown, ax=list(axes), shrink=0.6)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_line_distances(d_imix, d_lmix, path, title=None):
@@ -237,7 +230,7 @@ def plot_line_distances(d_imix, d_lmix, path, title=None):
         or f"Euclidean distance from the line between the originals "
         f"({summary['n_pairs']} pairs, MFCC supervectors)"
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return summary
 
 
@@ -294,4 +287,4 @@ def plot_reconstructions(originals, reconstructions, path, title=None):
         ax.set_xlabel("frame")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -17,7 +17,7 @@ from scipy.stats import norm
 from speechbrain_ssv.eval.metrics import det_curve, eer_mindcf
 from speechbrain_ssv.utils.io import atomic_path
 
-__all__ = ["plot_det", "plot_score_histogram", "plot_tsne"]
+__all__ = ["plot_det", "plot_score_histogram", "plot_tsne", "save_figure"]
 
 _DET_TICKS = [
     0.0001, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4,
@@ -27,7 +27,25 @@ _DET_TICKS = [
 _MAX_DET_POINTS = 4000
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Write ``fig`` to ``path`` as a PNG, atomically (a reader never sees a
+    half-written plot), without pyplot's global state.
+
+    Arguments
+    ---------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str
+        The ``.png`` file.
+
+    Example
+    -------
+    >>> import os
+    >>> fig = Figure(figsize=(2, 2)); _ = fig.add_subplot().plot([0, 1])
+    >>> p = os.path.join(getfixture("tmpdir"), "f.png")
+    >>> save_figure(fig, p); open(p, "rb").read(4)
+    b'\x89PNG'
+    """
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
@@ -108,7 +126,7 @@ def plot_det(curves, path, title=None):
     ax.legend(loc="upper right", fontsize=8)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return eers
 
 
@@ -153,7 +171,7 @@ def plot_score_histogram(scores, labels, path, title=None, bins=100):
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_tsne(
@@ -234,5 +252,5 @@ def plot_tsne(
     ax.set_title(
         title or f"t-SNE of {x.shape[0]} embeddings, {len(classes)} classes"
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return coords

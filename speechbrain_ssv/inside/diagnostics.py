@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from speechbrain_ssv.eval.plots import plot_tsne
+from speechbrain_ssv.eval.plots import plot_tsne, save_figure
 
 __all__ = [
     "intra_identity_cosines",
@@ -142,8 +142,6 @@ def plot_intra_identity(groups, path, title=None, bins=50):
     >>> os.path.isfile(p), s["real"]["n"]
     (True, 50)
     """
-    from speechbrain_ssv.eval.plots import _save
-
     nonempty = {k: np.asarray(v) for k, v in groups.items() if len(v)}
     if not nonempty:
         raise ValueError("plot_intra_identity: every group is empty")
@@ -165,7 +163,7 @@ def plot_intra_identity(groups, path, title=None, bins=50):
     ax.set_ylabel("density")
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title or "Same-identity cosine similarity")
-    _save(fig, path)
+    save_figure(fig, path)
     return summarize_cosines(groups)
 
 

@@ -2,7 +2,7 @@
 merge, each resumable, plus the diagnostics.
 
 Every stage keeps a ``stage.json`` (options, a digest of its inputs and
-outputs; :func:`speechbrain_ssv.clustering.pipeline.begin_stage`): a rerun
+outputs; :func:`speechbrain_ssv.utils.stages.begin_stage`): a rerun
 of the same command skips finished stages, and a stage whose options or
 inputs changed is redone together with the stages after it.
 
@@ -28,11 +28,6 @@ import time
 import numpy as np
 import torch
 
-from speechbrain_ssv.clustering.pipeline import (
-    begin_stage,
-    finish_stage,
-    read_stage,
-)
 from speechbrain_ssv.inside.manifest import merge_manifests, write_pairs
 from speechbrain_ssv.inside.pairing import (
     layered_nn_pairs,
@@ -43,7 +38,13 @@ from speechbrain_ssv.inside.pairing import (
 )
 from speechbrain_ssv.inside.slerp import slerp
 from speechbrain_ssv.utils.errors import HparamsError, ManifestError
-from speechbrain_ssv.utils.io import atomic_path, save_torch, write_json
+from speechbrain_ssv.utils.io import (
+    atomic_path,
+    file_digest,
+    save_torch,
+    write_json,
+)
+from speechbrain_ssv.utils.stages import begin_stage, finish_stage, read_stage
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,6 @@ def embed_stage(
         ``speakers``, ``means`` ``[S, 512]``, ``genders`` (speaker -> m/f),
         ``utt_embeddings``, ``utt_speakers``, ``digest``, ``seconds``.
     """
-    from speechbrain_ssv.clustering.pipeline import file_digest
     from speechbrain_ssv.inside.tts import embed_manifest
 
     sources = list(gender_sources or [train_csv])
@@ -451,7 +451,6 @@ def merge_stage(real, synth_csv, pairs_csv, folder, dev_utts=1):
         ``train``, ``dev`` (merged manifests), ``n_speakers`` (real +
         synthetic training speakers), counts.
     """
-    from speechbrain_ssv.clustering.pipeline import file_digest
 
     opts = {
         "real": {k: file_digest(v) for k, v in real.items()},

@@ -68,7 +68,6 @@ import argparse
 import csv
 import glob
 import hashlib
-import json
 import logging
 import os
 import re
@@ -88,7 +87,8 @@ from speechbrain_ssv.utils.errors import (
     SSVInputError,
     report_user_error,
 )
-from speechbrain_ssv.utils.io import atomic_path, write_json, write_wav
+from speechbrain_ssv.utils.io import atomic_path, write_wav
+from speechbrain_ssv.utils.stages import check_recorded_options
 
 logger = logging.getLogger(__name__)
 
@@ -764,25 +764,6 @@ def gather_manifests(out_dir, out_csv=None):
 # ------------------------------------------------------------ options
 
 
-def _check_or_record_options(out_dir, options):
-    path = os.path.join(out_dir, OPTIONS_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        diff = sorted(
-            k for k in set(old) | set(options) if old.get(k) != options.get(k)
-        )
-        if diff:
-            raise SSVInputError(
-                path,
-                f"the folder holds synthesis made with other options "
-                f"(differing: {', '.join(diff)}); use another output folder "
-                "or the same options",
-            )
-        return
-    write_json(path, options)
-
-
 def _remove_stray_temps(folder):
     """Delete temporary files an interrupted atomic write left behind."""
     for dirpath, _, files in os.walk(folder):
@@ -916,8 +897,8 @@ def synthesize_identities(
         if texts is None
         else hashlib.sha1("\n".join(texts).encode()).hexdigest()
     )
-    _check_or_record_options(
-        out_dir,
+    check_recorded_options(
+        os.path.join(out_dir, OPTIONS_FILE),
         {
             "version": SYNTH_VERSION,
             "seed": int(seed),
@@ -932,6 +913,7 @@ def synthesize_identities(
                 os.path.join(tts.model_dir, "model_file.pth")
             ),
         },
+        "synthesised speech",
     )
     mine = identities[shard[0] :: shard[1]]
     plans = [

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from speechbrain_ssv.losses.mixap import cosine_logits
+from speechbrain_ssv.losses.common import cosine_logits
 from speechbrain_ssv.losses.sdpn import dino_center_update, prototype_scores
 
 

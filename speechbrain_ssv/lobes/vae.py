@@ -11,7 +11,7 @@ implementation details; where Table 1 is silent the choices follow that
 implementation and are stated in :class:`ConvVAE`.
 
 The loss (Eq. 5) is in :mod:`speechbrain_ssv.losses.vae`; the latent mixture
-of means (Eq. 6) is :func:`speechbrain_ssv.losses.mixap.mix` on ``mu``.
+of means (Eq. 6) is :func:`speechbrain_ssv.losses.common.mix` on ``mu``.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -20,7 +20,7 @@ Authors
 import torch
 import torch.nn.functional as F
 
-from speechbrain_ssv.losses.mixap import mix
+from speechbrain_ssv.losses.common import mix
 
 
 def same_padding(size, kernel_size, stride):
@@ -398,7 +398,7 @@ class ConvVAE(torch.nn.Module):
             ``[batch, n_frames, n_feats]`` features.
         partner : torch.Tensor
             ``[batch]`` long, e.g. from
-            :func:`speechbrain_ssv.losses.mixap.random_partner`.
+            :func:`speechbrain_ssv.losses.common.random_partner`.
         lam : torch.Tensor | float
             ``[batch]`` or scalar mixing weights.
 
@@ -417,3 +417,51 @@ class ConvVAE(torch.nn.Module):
         """
         mu, _ = self.encode(x)
         return self.decode(mix(mu, partner, lam))
+
+
+def segment_features(compute_features, mean_var_norm, wavs, lens, n_frames):
+    """Waveform crops -> the VAE's input: features, sentence normalisation
+    (over the whole crop), then the first ``n_frames`` frames.
+
+    Arguments
+    ---------
+    compute_features : callable
+        ``[B, S]`` waveforms -> ``[B, T, F]`` features (SpeechBrain MFCC).
+    mean_var_norm : callable
+        ``(feats, lens)`` -> normalised features (InputNormalization).
+    wavs : torch.Tensor
+        ``[B, S]`` waveforms.
+    lens : torch.Tensor
+        ``[B]`` relative lengths.
+    n_frames : int
+        Frames the VAE takes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, n_frames, F]``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.features import MFCC
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> mfcc = MFCC(deltas=False, context=False, n_mels=40, n_mfcc=40)
+    >>> norm = InputNormalization(norm_type="sentence")
+    >>> segment_features(mfcc, norm, torch.randn(2, 179 * 160), torch.ones(2), 180).shape
+    torch.Size([2, 180, 40])
+    >>> segment_features(mfcc, norm, torch.randn(2, 16000), torch.ones(2), 180)
+    Traceback (most recent call last):
+    ...
+    ValueError: the crops give 101 feature frames but the VAE takes n_frames=180; crops must be at least (n_frames - 1) * hop samples long (28640 samples here), got 16000 samples
+    """
+    feats = mean_var_norm(compute_features(wavs), lens)
+    if feats.shape[1] < n_frames:
+        stft = getattr(compute_features, "compute_STFT", None)
+        hop = getattr(stft, "hop_length", None)
+        need = f" ({(n_frames - 1) * hop} samples here)" if hop else ""
+        raise ValueError(
+            f"the crops give {feats.shape[1]} feature frames but the VAE "
+            f"takes n_frames={n_frames}; crops must be at least (n_frames - "
+            f"1) * hop samples long{need}, got {wavs.shape[-1]} samples"
+        )
+    return feats[:, :n_frames]

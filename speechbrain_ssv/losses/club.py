@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from speechbrain_ssv.losses.mixap import (
+from speechbrain_ssv.losses.common import (
     angular_prototypical_loss,
     cosine_logits,
 )

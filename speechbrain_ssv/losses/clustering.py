@@ -40,7 +40,7 @@ Authors
 import torch
 import torch.nn.functional as F
 
-from speechbrain_ssv.losses.mixap import sample_lambda
+from speechbrain_ssv.losses.common import sample_lambda
 from speechbrain_ssv.utils.precision import float32_loss
 
 __all__ = [

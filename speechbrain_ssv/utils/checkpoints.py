@@ -46,7 +46,7 @@ from speechbrain.utils.distributed import (
 )
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_ssv.utils.errors import CheckpointError
+from speechbrain_ssv.utils.errors import CheckpointError, SSVInputError
 from speechbrain_ssv.utils.io import output_write_error
 
 logger = get_logger(__name__)
@@ -424,3 +424,47 @@ class AtomicCheckpointer(Checkpointer):
                     f"Removing interrupted checkpoint save {path} (no {METAFNAME})."
                 )
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def find_checkpoint(path, min_key=None, max_key=None):
+    """Resolve ``path`` to one ``CKPT+...`` folder.
+
+    Arguments
+    ---------
+    path : str
+        A ``CKPT+...`` folder, or a recipe ``save`` folder holding several.
+    min_key : str | None
+        Pick the checkpoint with the lowest value of this meta key.
+    max_key : str | None
+        Pick the checkpoint with the highest value of this meta key.
+
+    Returns
+    -------
+    str
+        The checkpoint folder (the most recent one when no key is given).
+    """
+    path = os.fspath(path)
+    if min_key is not None and max_key is not None:
+        # SpeechBrain would silently use max_key and ignore min_key.
+        raise SSVInputError(
+            "min_key/max_key", "give at most one of them, not both"
+        )
+    if os.path.isfile(os.path.join(path, "CKPT.yaml")):
+        return path
+    if not os.path.isdir(path):
+        raise SSVInputError(path, "checkpoint folder does not exist")
+    ckpter = Checkpointer(path)
+    key = min_key if min_key is not None else max_key
+    ckpt = ckpter.find_checkpoint(min_key=min_key, max_key=max_key)
+    if ckpt is None:
+        # SpeechBrain skips checkpoints without the key (e.g. intra-epoch
+        # ones) and returns None when none has it: say which case this is.
+        if key is not None and ckpter.list_checkpoints():
+            raise SSVInputError(
+                path,
+                f"no checkpoint has the meta key '{key}'; use --min-key/"
+                "--max-key with a key the recipe logged, or none for the "
+                "most recent",
+            )
+        raise SSVInputError(path, "holds no CKPT+* checkpoint folder")
+    return str(ckpt.path)

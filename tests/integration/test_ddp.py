@@ -130,7 +130,7 @@ EXIT_RACE = textwrap.dedent(
     """
     import sys, time
     import torch, torch.distributed as dist
-    from speechbrain_ssv.losses.mixap import gather_with_grad
+    from speechbrain_ssv.losses.common import gather_with_grad
     from speechbrain_ssv.utils.distributed import run_recipe
 
     def main(argv):

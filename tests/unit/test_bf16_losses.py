@@ -39,7 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_ssv.lobes.club import CategoricalCLUB, GaussianCLUB
-from speechbrain_ssv.losses import club, clustering, margins, mixap, sdpn, vae
+from speechbrain_ssv.losses import (
+    club,
+    clustering,
+    common,
+    margins,
+    mixap,
+    sdpn,
+    vae,
+)
 from speechbrain_ssv.utils.precision import float32_loss, to_float32
 
 IN_DIM = 8  # width of the bf16-castable source fed to each Linear
@@ -158,26 +166,26 @@ CASES = [
         sdpn.dino_loss,
         LOOSE_TOL,
     ),
-    # ---- angular prototypical loss (losses/mixap.py)
+    # ---- angular prototypical loss (losses/common.py, losses/mixap.py)
     (
         "cosine_logits",
         [(4, 6), (4, 6)],
         lambda q, a: (q, a),
-        lambda q, a: mixap.cosine_logits(q, a, 10.0, -5.0),
+        lambda q, a: common.cosine_logits(q, a, 10.0, -5.0),
         LOOSE_TOL,
     ),
     (
         "soft_target_cross_entropy",
         [(4, 6), (4, 6)],
         lambda q, a: (10 * _cos(q, a) - 5,),
-        lambda z: mixap.soft_target_cross_entropy(z, _TARGETS),
+        lambda z: common.soft_target_cross_entropy(z, _TARGETS),
         LOOSE_TOL,
     ),
     (
         "angular_prototypical_loss",
         [(4, 6), (4, 6)],
         lambda q, a: (10 * _cos(q, a) - 5,),
-        mixap.angular_prototypical_loss,
+        common.angular_prototypical_loss,
         LOOSE_TOL,
     ),
     (

@@ -10,11 +10,8 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechbrain_ssv.export import (
-    export_checkpoint,
-    find_checkpoint,
-    verify_export,
-)
+from speechbrain_ssv.export import export_checkpoint, verify_export
+from speechbrain_ssv.utils.checkpoints import find_checkpoint
 from speechbrain_ssv.utils.errors import SSVInputError
 
 TRAIN_YAML = """

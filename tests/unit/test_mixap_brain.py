@@ -9,7 +9,8 @@ from speechbrain.processing.features import InputNormalization
 
 from speechbrain_ssv.brains.mixap import MixAPBrain
 from speechbrain_ssv.lobes.heads import AngularScale
-from speechbrain_ssv.losses.mixap import angular_prototypical_loss, imix_loss
+from speechbrain_ssv.losses.common import angular_prototypical_loss
+from speechbrain_ssv.losses.mixap import imix_loss
 
 
 def _brain(method, ap_weight=None):

@@ -24,13 +24,9 @@ from speechbrain_ssv.brains.pseudolabel import (
 )
 from speechbrain_ssv.clustering.metrics import cluster_accuracy
 from speechbrain_ssv.clustering.pipeline import (
-    begin_stage,
     cluster_representations,
     extract_representations,
-    finish_stage,
     pseudo_label_stage,
-    read_stage,
-    stage_is_done,
     write_pseudolabel_csv,
 )
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
@@ -40,9 +36,9 @@ from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
 from speechbrain_ssv.utils.errors import (
     HparamsError,
     ManifestError,
-    SSVInputError,
 )
 from speechbrain_ssv.utils.io import write_wav
+from speechbrain_ssv.utils.stages import begin_stage, finish_stage
 
 HEADER = "ID,duration,wav,start,stop,spk_id,session,gender\n"
 
@@ -105,41 +101,6 @@ def test_pseudolabel_csv_drops_unknown_and_reports_missing(tmp_path):
         write_pseudolabel_csv(train, ids[:3], [0, 1, 2], tmp_path / "x.csv")
     with pytest.raises(ValueError, match="one label per id"):
         write_pseudolabel_csv(train, ids, [0, 1], tmp_path / "x.csv")
-
-
-# ---------------------------------------------------------------------------
-# Stage bookkeeping
-# ---------------------------------------------------------------------------
-
-
-def test_stage_skip_resume_and_invalidation(tmp_path):
-    folder = tmp_path / "stage"
-    assert begin_stage(folder, {"a": 1}) is False
-    (folder / "partial.bin").write_bytes(b"x")
-    # Killed before finishing: same options keep the partial work.
-    assert begin_stage(folder, {"a": 1}) is False
-    assert (folder / "partial.bin").exists()
-    (folder / "out.txt").write_text("result")
-    rec = finish_stage(folder, {"a": 1}, ["out.txt"], info={"n": 3})
-    assert rec["status"] == "done" and rec["info"] == {"n": 3}
-    assert stage_is_done(folder, {"a": 1})
-    assert begin_stage(folder, {"a": 1}) is True
-    # A missing output makes the stage run again (with its partial files).
-    os.remove(folder / "out.txt")
-    assert not stage_is_done(folder, {"a": 1})
-    assert begin_stage(folder, {"a": 1}) is False
-    assert (folder / "partial.bin").exists()
-    # Changed options discard the earlier run.
-    assert begin_stage(folder, {"a": 2}) is False
-    assert not (folder / "partial.bin").exists()
-    assert read_stage(folder)["opts"] == {"a": 2}
-    # A foreign, non-empty folder is never deleted.
-    other = tmp_path / "foreign"
-    other.mkdir()
-    (other / "data.txt").write_text("keep")
-    with pytest.raises(SSVInputError, match="refusing to delete"):
-        begin_stage(other, {"a": 1})
-    assert (other / "data.txt").exists()
 
 
 def _fake_representations(folder, ids, feats):

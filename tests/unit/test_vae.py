@@ -21,7 +21,7 @@ from speechbrain_ssv.brains.vae import (
 )
 from speechbrain_ssv.eval.mixing import distance_from_line, distance_summary
 from speechbrain_ssv.lobes.vae import ConvVAE
-from speechbrain_ssv.losses.mixap import mix
+from speechbrain_ssv.losses.common import mix
 from speechbrain_ssv.losses.vae import elbo_loss, gaussian_kl, gaussian_nll
 from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
 

@@ -46,6 +46,7 @@ from speechbrain_ssv.recipe_utils import (
 )
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
+from speechbrain_ssv.utils.stages import read_stage
 
 #: The YourTTS model of this process, loaded once (the embed, synthesis
 #: and diagnostics stages all use it).
@@ -177,8 +178,6 @@ def run_inside(hparams, run_opts):
     # merges them (run_on_main only waits after its function).
     ddp_barrier()
     run_on_main(_on_main_only, args=[_merge_and_diagnose, hparams, run_opts])
-    from speechbrain_ssv.clustering.pipeline import read_stage
-
     merged = read_stage(folders["merge"])["info"]
     report = {
         "pairing": hparams["pairing"],

@@ -37,7 +37,7 @@ from speechbrain_ssv.eval.mixing import (
     plot_line_distances,
     plot_mixtures,
 )
-from speechbrain_ssv.losses.mixap import mix, random_partner, sample_lambda
+from speechbrain_ssv.losses.common import mix, random_partner, sample_lambda
 from speechbrain_ssv.recipe_utils import prepare_voxceleb_data
 from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import write_json

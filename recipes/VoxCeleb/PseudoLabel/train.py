@@ -51,15 +51,9 @@ from speechbrain.utils.distributed import (
 
 from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
 from speechbrain_ssv.clustering.pipeline import (
-    begin_stage,
     extract_representations,
-    file_digest,
-    finish_stage,
     load_representations,
     pseudo_label_stage,
-    read_stage,
-    seed_stage,
-    stage_is_done,
 )
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.data.voxceleb import prepare_voxceleb
@@ -74,7 +68,14 @@ from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.hparams import load_hparams
-from speechbrain_ssv.utils.io import write_json
+from speechbrain_ssv.utils.io import file_digest, write_json
+from speechbrain_ssv.utils.stages import (
+    begin_stage,
+    finish_stage,
+    read_stage,
+    seed_stage,
+    stage_is_done,
+)
 
 
 def representations(hparams, rnd, prev_export, device):

@@ -5,7 +5,8 @@ scikit-learn's MiniBatchKMeans (the named baseline), in the same run.
 Data: Gaussian blobs, ``--clusters`` centres drawn from N(0, I) and
 points ``centre + --spread * N(0, I)``, balanced, generated in chunks in
 float32. Both methods go through the recipe's code path,
-``speechbrain_ssv.clustering.pipeline.cluster_representations`` (l2 input
+``cluster_representations`` of ``recipes/VoxCeleb/PseudoLabel/train.py``,
+with the clustering settings of that recipe's ``pseudolabel.yaml`` (l2 input
 normalisation; ours: VAT radii on a 10k reference subset, mini-batch
 training, chunked assignment of every point; MiniBatchKMeans: k-means++
 init, ``max_iter`` = the same number of passes as ours, one init, then
@@ -54,6 +55,27 @@ def make_blobs(n, dim, n_clusters, spread, seed=0, chunk=100_000):
     return x, labels
 
 
+def recipe_clustering():
+    """The pseudo-label recipe's train.py as a module, and the clustering
+    settings of its full-scale yaml (the paper's)."""
+    import importlib.util
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    folder = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "recipes",
+        "VoxCeleb", "PseudoLabel",
+    )  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "pseudolabel_train", os.path.join(folder, "train.py")
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    with open(os.path.join(folder, "hparams", "pseudolabel.yaml")) as f:
+        hp = load_hyperpyyaml(f, {"data_folder": "unused"})
+    return recipe, dict(hp["clustering_hparams"])
+
+
 def child(method, n, args):
     # Everything is imported before the measurement: loading library code
     # is not the methods' cost (hence the otherwise unused imports).
@@ -63,10 +85,17 @@ def child(method, n, args):
     import sklearn.cluster  # noqa: F401
     import torch
 
-    import speechbrain_ssv.brains.pseudolabel  # noqa: F401
     from speechbrain_ssv.clustering.metrics import cluster_accuracy
-    from speechbrain_ssv.clustering.pipeline import cluster_representations
     from speechbrain_ssv.lobes.clustering import ClusteringMLP
+
+    recipe, paper = recipe_clustering()
+
+    def cluster_representations(method, x, k, true_labels=None, **kw):
+        """The recipe's dispatcher, l2 input normalisation as the paper."""
+        return recipe.cluster_representations(
+            method, x, k, l2_normalize=True, standardize=False, center=False,
+            seed=kw.pop("seed", 0), true=true_labels, **kw,
+        )  # fmt: skip
 
     torch.set_num_threads(args.threads)
     x, y = make_blobs(n, args.dim, args.clusters, args.spread)
@@ -77,14 +106,17 @@ def child(method, n, args):
                 ClusteringMLP, hidden_size=args.hidden_size
             ),
             "clustering_hparams": {
+                **paper,
                 "number_of_epochs": args.epochs,
                 "batch_size": batch,
                 "knn_reference": args.knn_reference,
                 "eval_every": 1 if args.history else args.epochs,
                 "eval_ami": False,
-                "vat_xi": 0.01,  # the recipes' value (no code default)
                 **json.loads(args.ours_hparams),
             },
+            "opt_class": functools.partial(
+                torch.optim.SGD, lr=paper["lr"], momentum=0.9
+            ),
             # The per-epoch metrics against the blobs (--history) are
             # computed on every point, so they add to the timed cost.
             "true_labels": y if args.history else None,
@@ -109,7 +141,7 @@ def child(method, n, args):
         warm["clustering_hparams"] = dict(
             kwargs["clustering_hparams"], batch_size=256, number_of_epochs=1
         )
-        warm["clustering_hparams"].pop("warm_start", None)
+        warm["clustering_hparams"]["warm_start"] = None
         warm["true_labels"] = None
     elif method == "minibatch_kmeans":
         warm["baseline_options"] = dict(

@@ -32,13 +32,7 @@ LAYERS = {
 }
 
 #: (importing module, imported module): why it is still there.
-KNOWN_EXCEPTIONS = {
-    (
-        "speechbrain_ssv.clustering.pipeline",
-        "speechbrain_ssv.brains.pseudolabel",
-    ): "the pseudo-label recipe's clustering stage builds its ClusteringBrain "
-    "here; it moves into recipes/VoxCeleb/PseudoLabel (issue #18)",
-}
+KNOWN_EXCEPTIONS = {}
 
 
 def _module_name(path):

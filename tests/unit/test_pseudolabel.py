@@ -4,6 +4,7 @@ margin-loss selection of the stage-3 Brain."""
 
 import csv
 import functools
+import importlib.util
 import json
 import os
 import time
@@ -13,22 +14,20 @@ import pytest
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.epoch_loop import EpochCounter
 
-from speechbrain_ssv.brains.pseudolabel import (
+from speechbrain_ssv.brains.clustering import (
+    REQUIRED_HPARAMS,
     ClusteringBrain,
-    PseudoLabelBrain,
     clustering_dataset,
     vat_radii,
 )
+from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
 from speechbrain_ssv.clustering.metrics import cluster_accuracy
-from speechbrain_ssv.clustering.pipeline import (
-    cluster_representations,
-    extract_representations,
-    pseudo_label_stage,
-    write_pseudolabel_csv,
-)
+from speechbrain_ssv.clustering.pseudolabels import write_pseudolabel_csv
+from speechbrain_ssv.clustering.representations import extract_representations
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.lobes.clustering import ClusteringMLP, RunningMarginal
 from speechbrain_ssv.lobes.margins import AAMSoftmax, AdaFace, OCSoftmax
@@ -41,6 +40,49 @@ from speechbrain_ssv.utils.io import write_wav
 from speechbrain_ssv.utils.stages import begin_stage, finish_stage
 
 HEADER = "ID,duration,wav,start,stop,spk_id,session,gender\n"
+RECIPE = os.path.join(
+    os.path.dirname(__file__), "..", "..", "recipes", "VoxCeleb", "PseudoLabel"
+)
+
+
+def _recipe():
+    """The pseudo-label recipe's train.py as a module (its stage functions)."""
+    spec = importlib.util.spec_from_file_location(
+        "pseudolabel_train", os.path.join(RECIPE, "train.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RECIPE_MODULE = _recipe()
+pseudo_label_stage = functools.partial(
+    RECIPE_MODULE.pseudo_label_stage,
+    l2_normalize=True, standardize=False, center=False, seed=0,
+)  # fmt: skip
+_SCALING = {"l2_normalize": True, "standardize": False, "center": False}
+
+
+def cluster_representations(method, x, n, seed=0, true_labels=None,
+                            clustering_hparams=None, **kwargs):  # fmt: skip
+    """The recipe's dispatcher with the minivox yaml's clustering settings
+    (``clustering_hparams`` changes some) and its optimizer."""
+    hp = None
+    if method == "ours":
+        hp = dict(_minivox_clustering(), **(clustering_hparams or {}))
+        kwargs.setdefault("opt_class", functools.partial(
+            torch.optim.SGD, lr=hp["lr"], momentum=0.9))  # fmt: skip
+    return RECIPE_MODULE.cluster_representations(
+        method, x, n, seed=seed, true=true_labels, clustering_hparams=hp,
+        **_SCALING, **kwargs,
+    )  # fmt: skip
+
+
+def _minivox_clustering():
+    """The minivox yaml's clustering_hparams, without its warm start."""
+    with open(os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml")) as f:
+        hp = load_hyperpyyaml(f)["clustering_hparams"]
+    return dict(hp, warm_start=None)
 
 
 def _manifest(folder, name, n, n_spk=3, wav_len=16000):
@@ -223,6 +265,13 @@ def _blobs(k=8, dim=16, per=80, seed=0):
     return torch.nn.functional.normalize(x, dim=1), y
 
 
+def _brain_settings():
+    """ClusteringBrain's own settings as the minivox yaml sets them."""
+    hp = _minivox_clustering()
+    out = {k: hp[k] for k in REQUIRED_HPARAMS if k in hp}
+    return dict(out, seed=0, history_file=None, plot_file=None)
+
+
 def _brain(x, y, epochs, ckpt_dir=None, k=8, hidden=64, **hp):
     torch.manual_seed(0)
     model = ClusteringMLP(x.shape[1], k, hidden)
@@ -236,7 +285,13 @@ def _brain(x, y, epochs, ckpt_dir=None, k=8, hidden=64, **hp):
     return ClusteringBrain(
         modules={"model": model, "marginal": marginal},
         opt_class=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
-        hparams={"epoch_counter": counter, "lr": 0.1, "vat_xi": 1e-2, **hp},
+        hparams={
+            **_brain_settings(),
+            "epoch_counter": counter,
+            "lr": 0.1,
+            "vat_xi": 1e-2,
+            **hp,
+        },  # fmt: skip
         run_opts={"noprogressbar": True, "device": "cpu"},
         checkpointer=ckpt,
         eval_features=x,
@@ -572,15 +627,20 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     assert os.path.isfile(tmp_path / "history.json")
     with pytest.raises(HparamsError, match="clustering_method"):
         cluster_representations("kmeanz", x.numpy(), 4)
-    with pytest.raises(HparamsError, match="unknown key"):
+    with pytest.raises(HparamsError, match="unknown \\['epochs'\\]"):
         cluster_representations(
             "ours", x.numpy(), 4, clustering_hparams={"epochs": 3}
         )
-    # VAT's step has no code default: the yaml must say it.
-    with pytest.raises(HparamsError, match="vat_xi"):
-        cluster_representations(
-            "ours", x.numpy(), 4, clustering_hparams={"number_of_epochs": 1}
-        )
+    # No code defaults: every setting comes from the yaml, vat_xi included.
+    hp = _minivox_clustering()
+    del hp["vat_xi"]
+    with pytest.raises(HparamsError, match="missing \\['vat_xi'\\]"):
+        RECIPE_MODULE.cluster_representations(
+            "ours", x.numpy(), 4, seed=0, clustering_hparams=hp,
+            opt_class=torch.optim.SGD,
+            model_factory=functools.partial(ClusteringMLP, hidden_size=8),
+            **_SCALING,
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------

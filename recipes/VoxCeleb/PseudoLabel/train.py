@@ -40,6 +40,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import (
@@ -48,16 +49,34 @@ from speechbrain.utils.distributed import (
     infer_device,
     run_on_main,
 )
+from speechbrain.utils.epoch_loop import EpochCounter
 
+from speechbrain_ssv.brains.clustering import (
+    REQUIRED_HPARAMS,
+    ClusteringBrain,
+    clustering_dataset,
+    fit_to_assignment,
+    vat_radii,
+)
 from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
-from speechbrain_ssv.clustering.pipeline import (
+from speechbrain_ssv.clustering.baselines import METHODS, cluster
+from speechbrain_ssv.clustering.metrics import clustering_report, write_report
+from speechbrain_ssv.clustering.pseudolabels import (
+    ORACLE,
+    oracle_labels,
+    scale_features,
+    true_labels,
+    write_pseudolabel_csv,
+)
+from speechbrain_ssv.clustering.representations import (
     extract_representations,
     load_representations,
-    pseudo_label_stage,
+    manifest_options,
 )
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.data.voxceleb import prepare_voxceleb
 from speechbrain_ssv.export import export_checkpoint
+from speechbrain_ssv.lobes.clustering import RunningMarginal
 from speechbrain_ssv.recipe_utils import (
     check_classifier_size,
     final_verification,
@@ -68,7 +87,7 @@ from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
 from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.hparams import load_hparams
-from speechbrain_ssv.utils.io import file_digest, write_json
+from speechbrain_ssv.utils.io import atomic_path, file_digest, write_json
 from speechbrain_ssv.utils.stages import (
     begin_stage,
     finish_stage,
@@ -76,6 +95,9 @@ from speechbrain_ssv.utils.stages import (
     seed_stage,
     stage_is_done,
 )
+
+#: Name of the multi-objective clustering method (the paper's).
+OURS = "ours"
 
 
 def representations(hparams, rnd, prev_export, device):
@@ -148,6 +170,397 @@ def pseudo_labels(hparams, rnd, reps, device, precision):
             },
         )
     return out
+
+
+def cluster_representations(
+    method,
+    features,
+    n_clusters,
+    *,
+    l2_normalize,
+    standardize,
+    center,
+    seed,
+    baseline_options=None,
+    model_factory=None,
+    clustering_hparams=None,
+    opt_class=None,
+    work_dir=None,
+    true=None,
+    aug_features=None,
+    device="cpu",
+    precision="fp32",
+    progress=False,
+    train_logger=None,
+):
+    """Cluster ``[N, D]`` representations into at most ``n_clusters``.
+
+    ``method="ours"`` trains the multi-objective model
+    (:func:`train_clustering_model`); ``"oracle"`` returns the true
+    speakers (the upper-bound row); any name of
+    :data:`speechbrain_ssv.clustering.baselines.METHODS` runs that
+    baseline with ``baseline_options``. Inputs are scaled first
+    (:func:`speechbrain_ssv.clustering.pseudolabels.scale_features`).
+
+    Returns
+    -------
+    dict
+        ``labels`` (``[N]`` int64 numpy, compacted to ``0..K-1``) and
+        ``history`` (per-epoch reports of ``"ours"``, else ``None``).
+    """
+    if method not in (OURS, ORACLE) and method not in METHODS:
+        raise HparamsError(
+            "clustering_method",
+            f"is {method!r}; expected {OURS!r}, {ORACLE!r} (true speakers) "
+            f"or one of {', '.join(METHODS)}",
+        )
+    if method == ORACLE:
+        if true is None:
+            raise HparamsError(
+                "clustering_method",
+                f"is {ORACLE!r}, which needs the manifests' spk_id column",
+            )
+        return {"labels": oracle_labels(true), "history": None}
+    x = scale_features(features, l2_normalize, standardize, center)
+    if x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f"features must be [N >= 2, D]; got {tuple(x.shape)}")
+    if method != OURS:
+        labels = cluster(
+            x.numpy(), method, n_clusters, seed=seed, **(baseline_options or {})
+        )
+        return {"labels": np.asarray(labels, dtype=np.int64), "history": None}
+    aug = None
+    if aug_features is not None:
+        aug = scale_features(aug_features, l2_normalize, standardize, center)
+    brain = train_clustering_model(
+        x,
+        n_clusters,
+        clustering_hparams,
+        model_factory,
+        opt_class,
+        seed=seed,
+        work_dir=work_dir,
+        true=true,
+        aug=aug,
+        device=device,
+        precision=precision,
+        progress=progress,
+        train_logger=train_logger,
+    )
+    # eval_features is x: the last epoch's report already assigned it.
+    return {
+        "labels": oracle_labels(brain.predict().numpy()),
+        "history": brain.history,
+    }
+
+
+#: Settings of clustering_hparams that shape the training set and the run
+#: around ClusteringBrain (whose own settings are
+#: speechbrain_ssv.brains.clustering.REQUIRED_HPARAMS). The yamls set all.
+BUILD_KEYS = (
+    "number_of_epochs", "batch_size", "vat_radius", "knn_k", "knn_scale",
+    "knn_reference", "marginal_samples_per_cluster", "warm_start",
+)  # fmt: skip
+
+
+def train_clustering_model(
+    x,
+    n_clusters,
+    hparams,
+    model_factory,
+    opt_class,
+    *,
+    seed,
+    work_dir=None,
+    true=None,
+    aug=None,
+    device="cpu",
+    precision="fp32",
+    progress=False,
+    train_logger=None,
+):
+    """Build the ClusteringBrain of the yaml and train it on ``x``.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``[N, D]`` scaled features.
+    n_clusters : int
+        ``C``.
+    hparams : dict
+        The yaml's ``clustering_hparams``: the keys of :data:`BUILD_KEYS`
+        and of ``ClusteringBrain``'s ``REQUIRED_HPARAMS`` (but ``seed``,
+        ``epoch_counter``, ``history_file``, ``plot_file``: set here).
+    model_factory : callable
+        The yaml's ``clustering_model``: ``(input_dim=, n_clusters=)`` ->
+        module.
+    opt_class : callable
+        The yaml's ``clustering_opt_class``.
+    seed : int
+        The recipe seed.
+    work_dir : str | None
+        Checkpoints, history and Fig. 3 plot (a killed run resumes).
+    true : sequence | None
+        True classes, for the per-epoch metrics only.
+    aug : torch.Tensor | None
+        ``[N, D]`` scaled second view (augmentation terms).
+    device, precision, progress, train_logger
+        Run options.
+
+    Returns
+    -------
+    ClusteringBrain
+        Trained.
+    """
+    hparams = dict(hparams or {})
+    set_here = {"seed", "epoch_counter", "history_file", "plot_file"}
+    clash = sorted(set_here & set(hparams))
+    missing = sorted(
+        (set(BUILD_KEYS) | set(REQUIRED_HPARAMS)) - set(hparams) - set_here
+    )
+    unknown = sorted(set(hparams) - set(BUILD_KEYS) - set(REQUIRED_HPARAMS))
+    if clash or missing or unknown:
+        raise HparamsError(
+            "clustering_hparams",
+            f"missing {missing}, unknown {unknown}, set by the recipe "
+            f"{clash}: list every setting of BUILD_KEYS and "
+            "ClusteringBrain's REQUIRED_HPARAMS except seed, epoch_counter, "
+            "history_file and plot_file",
+        )
+    if model_factory is None or opt_class is None:
+        raise HparamsError(
+            "clustering_model / clustering_opt_class",
+            "missing: the yaml builds the clustering model and its optimizer",
+        )
+    n, dim = x.shape
+    batch = min(int(hparams["batch_size"]), n)
+    model = model_factory(input_dim=dim, n_clusters=n_clusters)
+    marginal = RunningMarginal(
+        n_clusters,
+        momentum=RunningMarginal.momentum_for(
+            n_clusters, batch, hparams["marginal_samples_per_cluster"]
+        ),
+    )
+    counter = EpochCounter(int(hparams["number_of_epochs"]))
+    brain_hp = {k: hparams[k] for k in REQUIRED_HPARAMS if k in hparams}
+    brain_hp.update(seed=seed, epoch_counter=counter)
+    brain_hp["history_file"] = brain_hp["plot_file"] = None
+    checkpointer = None
+    if work_dir is not None:
+        os.makedirs(work_dir, exist_ok=True)
+        checkpointer = AtomicCheckpointer(
+            os.path.join(work_dir, "ckpt"),
+            recoverables={
+                "model": model,
+                "marginal": marginal,
+                "counter": counter,
+            },
+        )
+        brain_hp["history_file"] = os.path.join(work_dir, "history.json")
+        brain_hp["plot_file"] = os.path.join(
+            work_dir, "metrics_over_epochs.png"
+        )
+    if train_logger is not None:
+        brain_hp["train_logger"] = train_logger
+    warm = hparams["warm_start"]
+    fresh = checkpointer is None or checkpointer.find_checkpoint() is None
+    if warm and fresh:
+        extra = sorted(set(warm) - {"method", "epochs", "lr", "options"})
+        if extra or not {"method", "epochs", "lr"} <= set(warm):
+            raise HparamsError(
+                "clustering_hparams: warm_start",
+                f"is {warm!r}; expected keys method, epochs, lr and "
+                "optionally options",
+            )
+        start = cluster(x.numpy(), warm["method"], n_clusters, seed=seed,
+                        **(warm.get("options") or {}))  # fmt: skip
+        fit_to_assignment(model, x, start, warm["epochs"], warm["lr"], batch,
+                          seed, device)  # fmt: skip
+    radius = hparams["vat_radius"]
+    if radius == "knn":
+        radii = vat_radii(
+            x.to(device),
+            k=hparams["knn_k"],
+            scale=hparams["knn_scale"],
+            reference_size=hparams["knn_reference"],
+            seed=seed,
+        ).cpu()
+    else:
+        try:
+            radii = float(radius)
+        except (TypeError, ValueError):
+            raise HparamsError(
+                "clustering_hparams: vat_radius",
+                f"is {radius!r}; expected 'knn' or a number",
+            ) from None
+    use_aug = aug is not None and any(
+        hparams[k] for k in ("infonce_weight", "aug_weight", "vicreg_weight")
+    )
+    brain = ClusteringBrain(
+        modules={"model": model, "marginal": marginal},
+        opt_class=opt_class,
+        hparams=brain_hp,
+        run_opts={
+            "device": device,
+            "precision": precision,
+            "noprogressbar": not progress,
+        },
+        checkpointer=checkpointer,
+        eval_features=x,
+        true_labels=true,
+    )
+    brain.fit(
+        counter,
+        clustering_dataset(x, radii, aug if use_aug else None),
+        train_loader_kwargs={
+            "batch_size": batch,
+            "shuffle": True,
+            "drop_last": n > batch,
+        },
+    )
+    return brain
+
+
+def pseudo_label_stage(
+    method,
+    representations,
+    manifests,
+    out_dir,
+    n_clusters,
+    *,
+    metrics=True,
+    report_ami=True,
+    report_unsupervised=True,
+    **cluster_kwargs,
+):
+    """Stage 2: cluster the stage-1 representations and write one
+    pseudo-labelled manifest per input manifest (``pseudo_<name>.csv``),
+    with a clustering report (``report.json`` / ``report.md``) against the
+    manifests' true speakers when ``metrics``. Skipped when done with the
+    same options and inputs.
+
+    The first manifest defines the classes: rows of the others whose
+    cluster has no row in it are dropped (see
+    :func:`write_pseudolabel_csv`).
+
+    Arguments
+    ---------
+    method : str
+        ``"ours"`` or a baseline name (:func:`cluster_representations`).
+    representations : dict
+        Output of :func:`extract_representations`.
+    manifests : dict
+        ``name -> csv path`` (e.g. ``{"train": ..., "dev": ...}``), whose
+        rows are all among the representations' ids.
+    out_dir : str
+        Stage folder.
+    n_clusters : int
+        ``C``.
+    metrics : bool
+        Compute the clustering metrics against the manifests' ``spk_id``
+        (metrics only: the labels never reach the clustering).
+    report_ami : bool
+        Include AMI (minutes at 1M points x 10k clusters).
+    report_unsupervised : bool
+        Include silhouette (subsampled), Calinski-Harabasz and
+        Davies-Bouldin on the clustered features.
+    **cluster_kwargs
+        Passed to :func:`cluster_representations` (``l2_normalize``,
+        ``standardize``, ``center`` and ``seed`` are required).
+
+    Returns
+    -------
+    dict
+        ``csv`` (name -> pseudo-labelled manifest), ``report`` (or
+        ``None``), ``n_labels``, ``digest``, ``folder``.
+    """
+    if not manifests:
+        raise ValueError("pseudo_label_stage needs at least one manifest")
+    names = list(manifests)
+    json_kwargs = {
+        k: v
+        for k, v in cluster_kwargs.items()
+        # Where and how fast it runs, not what it clusters (precision:
+        # bf16 autocast rounds the MLP's matmuls; the losses stay fp32).
+        if k not in ("device", "precision", "progress", "train_logger")
+    }
+    opts = {
+        "method": method,
+        "n_clusters": int(n_clusters),
+        "representations": representations["digest"],
+        "manifests": {
+            k: manifest_options([v])[0] for k, v in manifests.items()
+        },
+        "metrics": bool(metrics),
+        "cluster": json_kwargs,
+    }
+    out_csv = {k: os.path.join(out_dir, f"pseudo_{k}.csv") for k in names}
+    if not begin_stage(out_dir, opts, f"clustering ({method})"):
+        seed_stage(cluster_kwargs["seed"], f"clustering/{method}")
+        ids = representations["ids"]
+        true = (
+            true_labels([manifests[k] for k in names], ids)
+            if metrics or method == ORACLE
+            else None
+        )
+        result = cluster_representations(
+            method,
+            representations["features"],
+            n_clusters,
+            work_dir=out_dir,
+            true=true,
+            aug_features=representations.get("aug_features"),
+            **cluster_kwargs,
+        )
+        labels = result["labels"]
+        with atomic_path(os.path.join(out_dir, "labels.npy")) as tmp:
+            np.save(tmp, labels)
+        report = None
+        if true is not None:
+            feats = None
+            if report_unsupervised:
+                feats = scale_features(
+                    representations["features"],
+                    cluster_kwargs["l2_normalize"],
+                    cluster_kwargs["standardize"],
+                    cluster_kwargs["center"],
+                ).numpy()
+            report = clustering_report(
+                true, labels, features=feats, ami=report_ami
+            )
+            write_report(
+                {method: report},
+                os.path.join(out_dir, "report.json"),
+                os.path.join(out_dir, "report.md"),
+            )
+        counts = {}
+        known = None
+        for k in names:
+            out = write_pseudolabel_csv(
+                manifests[k], ids, labels, out_csv[k], known_labels=known
+            )
+            counts[k] = {"rows": out["rows"], "dropped": out["dropped"]}
+            if known is None:
+                known = out["labels"]
+        finish_stage(
+            out_dir,
+            opts,
+            ["labels.npy"] + [os.path.basename(p) for p in out_csv.values()],
+            info={
+                "report": report,
+                "n_labels": len(known),
+                "rows": counts,
+            },
+        )
+    rec = read_stage(out_dir)
+    return {
+        "csv": out_csv,
+        "report": rec["info"].get("report"),
+        "n_labels": rec["info"]["n_labels"],
+        "rows": rec["info"]["rows"],
+        "digest": rec["digest"],
+        "folder": out_dir,
+    }
 
 
 def round_dir(hparams, rnd):

@@ -136,7 +136,7 @@ def build(recipe, data_folder, out, num_workers, batch_size, run_opts):
     hp["noprogressbar"] = True
     loader_kwargs = hp.get("dataloader_options")
     if kind == "club":
-        from speechbrain_ssv.brains.disentangle import DisentangleBrain
+        from speechbrain_ssv.brains.club import DisentangleBrain
 
         data, loader_kwargs = _club_data(hp, hparams_file, num_workers)
         load_augmentation_banks(hp)

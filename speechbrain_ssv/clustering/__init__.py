@@ -12,10 +12,8 @@ from speechbrain_ssv.clustering.baselines import (
     cluster,
 )
 from speechbrain_ssv.clustering.ivector import (
-    DiagonalUBM,
     IVectorExtractor,
     TotalVariability,
-    baum_welch_stats,
 )
 from speechbrain_ssv.clustering.metrics import (
     METRIC_NAMES,
@@ -26,3 +24,4 @@ from speechbrain_ssv.clustering.metrics import (
     purity,
     write_report,
 )
+from speechbrain_ssv.clustering.ubm import DiagonalUBM, baum_welch_stats

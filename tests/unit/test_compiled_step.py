@@ -30,7 +30,7 @@ from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_ssv.brains.base import unwrap, weights_fingerprint
-from speechbrain_ssv.brains.disentangle import DisentangleBrain
+from speechbrain_ssv.brains.club import DisentangleBrain
 from speechbrain_ssv.brains.mixap import MixAPBrain
 from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
 from speechbrain_ssv.brains.sdpn import SDPNBrain

@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_ssv.clustering.ivector import (
-    DiagonalUBM,
     IVectorExtractor,
     TotalVariability,
-    baum_welch_stats,
 )
+from speechbrain_ssv.clustering.ubm import DiagonalUBM, baum_welch_stats
 
 D, C, R = 4, 4, 4
 

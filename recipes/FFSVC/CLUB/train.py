@@ -37,10 +37,8 @@ from speechbrain.utils.distributed import (
 )
 
 from speechbrain_ssv.brains.base import weights_fingerprint
-from speechbrain_ssv.brains.disentangle import (
-    DisentangleBrain,
-    load_pretrained_frontend,
-)
+from speechbrain_ssv.brains.club import DisentangleBrain
+from speechbrain_ssv.brains.club_setup import load_pretrained_frontend
 from speechbrain_ssv.data.ffsvc import prepare_ffsvc
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.data.samplers import SpeakerPairSampler

@@ -45,6 +45,9 @@ Choices where the paper is silent, and why:
 * Verification embedding: ``x^s`` (Sec. III-B). ``embedding_branch =
   "initial"`` scores the front-end's ``x`` instead (Table I, row 1).
 
+The weights of Eq. 21 and the pre-trained front-end a run starts from are
+resolved in :mod:`speechbrain_ssv.brains.club_setup`.
+
 DDP: the main modules are wrapped as usual; the estimators are kept *out* of
 DDP (they are never called through ``forward`` in the main graph, and DDP
 would otherwise expect their gradients in the main backward). Their
@@ -60,20 +63,14 @@ Authors
 import contextlib
 import logging
 import math
-import os
 
 import speechbrain as sb
 import torch
 
 from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.brains.club_setup import resolve_weights
 from speechbrain_ssv.lobes.club import frozen
-from speechbrain_ssv.losses.club import (
-    PAPER_WEIGHTS,
-    ap_over_pairs,
-    disentangle_total,
-    table1_weights,
-)
-from speechbrain_ssv.utils.checkpoints import find_checkpoint
+from speechbrain_ssv.losses.club import ap_over_pairs, disentangle_total
 from speechbrain_ssv.utils.errors import HparamsError, SSVInputError
 
 logger = logging.getLogger(__name__)
@@ -81,8 +78,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ESTIMATORS",
     "DisentangleBrain",
-    "load_pretrained_frontend",
-    "resolve_weights",
 ]
 
 #: Estimator module key -> (MI term of Eq. 21, conditioning input, target).
@@ -92,156 +87,6 @@ ESTIMATORS = {
     "club_s_yd": ("mi_s_yd", "x_s", "y_d"),
 }
 BRANCHES = ("speaker", "device", "both", "initial")
-
-
-def resolve_weights(table1_row=None, loss_weights=None):
-    """The weights of Eq. 21 a run trains with.
-
-    Arguments
-    ---------
-    table1_row : int | None
-        A fine-tuned row of Table I (2-6): its terms on, with the weights of
-        ``loss_weights``, the others 0. ``None``: ``loss_weights`` as given.
-    loss_weights : dict | None
-        ``cls_s``, ``cls_d``, ``mi_s_d``, ``mi_d_ys``, ``mi_s_yd``
-        (default :data:`~speechbrain_ssv.losses.club.PAPER_WEIGHTS`: 5, 10,
-        0.5, 0.1, 0.1).
-
-    Returns
-    -------
-    dict
-        The five weights.
-
-    Example
-    -------
-    >>> resolve_weights(3)
-    {'cls_s': 5.0, 'cls_d': 10.0, 'mi_s_d': 0.0, 'mi_d_ys': 0.0, 'mi_s_yd': 0.0}
-    >>> resolve_weights(None, {"cls_s": 1, "cls_d": 0, "mi_s_d": 0, "mi_d_ys": 0, "mi_s_yd": 0})["cls_s"]
-    1.0
-    """
-    weights = dict(PAPER_WEIGHTS if loss_weights is None else loss_weights)
-    unknown = sorted(set(weights) - set(PAPER_WEIGHTS))
-    missing = sorted(set(PAPER_WEIGHTS) - set(weights))
-    if unknown or missing:
-        raise HparamsError(
-            "loss_weights",
-            f"unknown term(s) {unknown}, missing term(s) {missing}; expected "
-            f"exactly {list(PAPER_WEIGHTS)}",
-        )
-    for name, value in weights.items():
-        if float(value) < 0:
-            raise HparamsError(
-                f"loss_weights: {name}", f"is {value}; expected >= 0"
-            )
-    if table1_row is None:
-        return {k: float(weights[k]) for k in PAPER_WEIGHTS}
-    try:
-        return table1_weights(int(table1_row), weights)
-    except (SSVInputError, ValueError, TypeError):
-        raise HparamsError(
-            "table1_row",
-            f"is {table1_row!r}; expected 2-6 (the fine-tuned rows of Table "
-            "I) or null to use loss_weights as given; row 1 (no fine-tuning) "
-            "is the 'initial_embedding' result of any run with "
-            "pretrained_frontend",
-        ) from None
-
-
-def _frontend_state_file(path):
-    """The ``.ckpt`` file of a front-end given as a file or a folder."""
-
-    if os.path.isfile(path):
-        return path
-    if not os.path.isdir(path):
-        raise HparamsError(
-            f"pretrained_frontend: {path}", "is neither a file nor a folder"
-        )
-    direct = os.path.join(path, "embedding_model.ckpt")
-    if os.path.isfile(direct):  # an export folder or a CKPT+ folder
-        return direct
-    try:  # a recipe save folder: the best checkpoint by ErrorRate
-        ckpt = find_checkpoint(path, min_key="ErrorRate")
-    except SSVInputError:
-        ckpt = find_checkpoint(path)
-    found = os.path.join(ckpt, "embedding_model.ckpt")
-    if not os.path.isfile(found):
-        raise HparamsError(
-            f"pretrained_frontend: {path}",
-            f"checkpoint {ckpt} has no embedding_model.ckpt",
-        )
-    return found
-
-
-def load_pretrained_frontend(module, path):
-    """Initialise the front-end from a pre-training run (strictly).
-
-    ``path`` may be a ``.ckpt`` state dict, an export folder
-    (:mod:`speechbrain_ssv.export`) or a ``CKPT+...`` folder (their
-    ``embedding_model.ckpt``), or a recipe ``save`` folder (the checkpoint
-    with the lowest ``ErrorRate``, else the latest). DDP's ``module.``
-    prefix is stripped, and so is ``frontend.`` (an export of this recipe,
-    whose encoder wraps front-end and decoupling block; only the front-end
-    is taken). Loading is strict: SpeechBrain's non-strict loading would
-    leave a mis-keyed model random with only a warning.
-
-    Arguments
-    ---------
-    module : torch.nn.Module
-        The front-end (``embedding_model``).
-    path : str
-        See above.
-
-    Returns
-    -------
-    str
-        The file that was loaded.
-
-    Example
-    -------
-    >>> src, dst = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    >>> p = os.path.join(getfixture("tmpdir"), "f.ckpt")
-    >>> torch.save({"module." + k: v for k, v in src.state_dict().items()}, p)
-    >>> load_pretrained_frontend(dst, p) == p, torch.equal(dst.weight, src.weight)
-    (True, True)
-    """
-    path = os.fspath(path)
-    state_file = _frontend_state_file(path)
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise HparamsError(
-            f"pretrained_frontend: {state_file}", "is not a state_dict"
-        )
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if state and all(k.startswith("frontend.") for k in state):
-        state = {k.removeprefix("frontend."): v for k, v in state.items()}
-    elif any(k.startswith("frontend.") for k in state):
-        state = {
-            k.removeprefix("frontend."): v
-            for k, v in state.items()
-            if k.startswith("frontend.")
-        }
-    target = unwrap(module)
-    own = target.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or shapes:
-        raise HparamsError(
-            f"pretrained_frontend: {state_file}",
-            f"does not fit the recipe's embedding_model "
-            f"({type(target).__name__}): missing {missing[:3]} "
-            f"({len(missing)}), unexpected {unexpected[:3]} "
-            f"({len(unexpected)}), shapes {shapes[:3]} ({len(shapes)}). "
-            "Pre-train with the same front-end settings (e.g. "
-            "recipes/VoxCeleb/Supervised/hparams/mfa_conformer_minivox.yaml "
-            "for club_minivox.yaml)",
-        )
-    target.load_state_dict(state, strict=True)
-    return state_file
 
 
 class DisentangleBrain(VerificationBrain):
@@ -259,8 +104,9 @@ class DisentangleBrain(VerificationBrain):
 
     Hparams it reads: ``compute_cost`` (AAM-softmax on cosine logits, for
     both classifiers), ``table1_row`` and ``loss_weights`` (see
-    :func:`resolve_weights`), ``estimator_opt_class`` (one optimizer per
-    estimator is built from it), ``estimator_steps`` (``M``),
+    :func:`~speechbrain_ssv.brains.club_setup.resolve_weights`),
+    ``estimator_opt_class`` (one optimizer per estimator is built from it),
+    ``estimator_steps`` (``M``),
     ``train_idle_estimators``, ``wav_augment`` (optional; must keep the
     batch size), ``error_stats``, ``train_logger``, ``epoch_counter``,
     ``lr_annealing`` and the verification keys of

@@ -6,19 +6,24 @@ import pathlib
 import shutil
 
 import pytest
+import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
-from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+from speechbrain.nnet.losses import (
+    AdditiveAngularMargin,
+    LogSoftmaxWrapper,
+    classification_error,
+)
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.epoch_loop import EpochCounter
 from speechbrain.utils.metric_stats import MetricStats
 from speechbrain.utils.train_logger import FileTrainLogger
 
-from speechbrain_ssv.brains.disentangle import (
-    DisentangleBrain,
+from speechbrain_ssv.brains.club import DisentangleBrain
+from speechbrain_ssv.brains.club_setup import (
     load_pretrained_frontend,
     resolve_weights,
 )
@@ -44,8 +49,6 @@ ESTIMATORS = ("club_s_d", "club_d_ys", "club_s_yd")
 
 
 def _classification_error(probabilities, targets, length=None):
-    from speechbrain.nnet.losses import classification_error
-
     return classification_error(
         probabilities, targets, length, reduction="batch"
     )
@@ -228,8 +231,6 @@ def test_mi_terms_alone_train_the_encoder_not_the_estimators(tmp_path):
 
 
 def brain_stage():
-    import speechbrain as sb
-
     return sb.Stage.TRAIN
 
 

@@ -67,7 +67,7 @@ RECIPES = {
 
 def corpus(size, variant="voxceleb", folder=None):
     """Path of a minivox corpus of ``size``, generated once (cached)."""
-    from speechbrain_ssv.data.minivox import generate_minivox
+    from speechbrain_ssv.minivox import generate_minivox
 
     folder = folder or os.path.join(
         tempfile.gettempdir(), f"ssv_bench_minivox_{variant}_{size}"

@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
 # DEVICE / STEPS / MINIVOX_ARGS / RUN_ARGS let a CPU dry run check the script.
 DEVICE=${DEVICE:-cuda}; STEPS=${STEPS:-40}; D=${D:-/tmp/minivox}
-python3 -m speechbrain_ssv.data.minivox --out $D --workers 16 ${MINIVOX_ARGS:-} > /tmp/minivox.log 2>&1 \
+python3 -m speechbrain_ssv.minivox --out $D --workers 16 ${MINIVOX_ARGS:-} > /tmp/minivox.log 2>&1 \
   || { tail -20 /tmp/minivox.log; exit 1; }
 echo "minivox ready at $(( $(date +%s) - START )) s"
 for r in supervised sdpn; do

@@ -8,7 +8,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
   --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 D=/tmp/minivox
-python3 -m speechbrain_ssv.data.minivox --out $D --workers 16 > /tmp/mv.log 2>&1 || { tail /tmp/mv.log; exit 1; }
+python3 -m speechbrain_ssv.minivox --out $D --workers 16 > /tmp/mv.log 2>&1 || { tail /tmp/mv.log; exit 1; }
 for r in supervised sdpn; do
   python3 bench/bench_recipe_step.py --recipe $r --data_folder $D --steps 40 \
     --num_workers 12 --device cuda --precision bf16 --out "$OUT/recipe_$r.json" 2>&1 | tail -1

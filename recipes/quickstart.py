@@ -106,12 +106,12 @@ def main(argv=None):
         # epoch: the time goes to the SDPN row (15 min on 2 CPU cores).
         train_overrides = ["--verify_every", "0", *train_overrides]
 
-    from speechbrain_ssv.data.minivox import generate_minivox
     from speechbrain_ssv.eval.baselines import MFCCMeanEncoder
     from speechbrain_ssv.eval.verification import (
         evaluate_verification,
         utt_to_wav_from_csv,
     )
+    from speechbrain_ssv.minivox import generate_minivox
     from speechbrain_ssv.utils.hparams import load_hparams
     from speechbrain_ssv.utils.io import write_json, write_text
 

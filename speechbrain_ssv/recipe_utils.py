@@ -120,7 +120,7 @@ def prepare_augmentation_data(hparams, preparations=()):
             raise HparamsError(
                 key,
                 f"augmentation CSV {path} does not exist (generate the corpus "
-                "with python -m speechbrain_ssv.data.minivox, or prepare "
+                "with python -m speechbrain_ssv.minivox, or prepare "
                 "MUSAN/RIRS_NOISES and point this key at their CSV)",
             )
     load_augmentation_banks(hparams)

@@ -11,7 +11,7 @@ AN4 = os.path.join(os.path.dirname(REPO), "shared", "data", "an4-dev")
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A tiny VoxCeleb-shaped corpus (generated once per session)."""
-    from speechbrain_ssv.data.minivox import generate_minivox
+    from speechbrain_ssv.minivox import generate_minivox
 
     root = tmp_path_factory.mktemp("minivox_tiny")
     generate_minivox(str(root), size="tiny", workers=1)
@@ -22,7 +22,7 @@ def tiny_corpus(tmp_path_factory):
 def tiny_ffsvc_corpus(tmp_path_factory):
     """A tiny FFSVC-shaped corpus: 6 speakers (2 held out) x 4 utterances
     x 7 device renders (~15 s to generate, once per session)."""
-    from speechbrain_ssv.data.minivox import generate_minivox
+    from speechbrain_ssv.minivox import generate_minivox
 
     root = tmp_path_factory.mktemp("ffsvc_tiny") / "corpus"
     generate_minivox(

@@ -101,7 +101,7 @@ class AugmentBank:
             raise ManifestError(
                 path,
                 "augmentation CSV does not exist (generate the corpus with "
-                "python -m speechbrain_ssv.data.minivox, or prepare MUSAN / "
+                "python -m speechbrain_ssv.minivox, or prepare MUSAN / "
                 "RIRS_NOISES and point the yaml at their CSV)",
             )
         with open(path, newline="", encoding="utf-8") as f:

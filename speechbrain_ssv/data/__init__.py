@@ -1,1 +1,3 @@
-"""Corpus generation (minivox), dataset preparation and audio pipelines."""
+"""Dataset preparation (VoxCeleb, FFSVC), audio reading, generated text and
+DynamicItemDataset pipelines and samplers; the corpus generator is
+:mod:`speechbrain_ssv.minivox`."""

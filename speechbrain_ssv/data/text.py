@@ -1,6 +1,6 @@
 """Seeded English sentence generator for synthetic speech.
 
-The embedded corpus (:mod:`speechbrain_ssv.data.minivox`) and the TTS
+The embedded corpus (:mod:`speechbrain_ssv.minivox`) and the TTS
 synthesis code need plenty of varied, pronounceable text without shipping a
 text corpus. Sentences come from a small phrase-structure grammar over word
 lists written for this package. Numbers are always spelled out in words

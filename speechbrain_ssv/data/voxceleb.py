@@ -10,8 +10,9 @@ copies it)::
     <data_folder>/meta/veri_test2.txt                   "<label> <enrol> <test>"
 
 and writes, to ``save_folder``, ``train.csv``, ``dev.csv``, ``test.csv``,
-``speakers.csv``, a normalised copy of every trial list and
-``prepare_opts.json``. Every CSV has the columns::
+``speakers.csv``, a normalised copy of every trial list and the record of
+the options (``stage.json``, :mod:`speechbrain_ssv.data.preparation`: an
+unchanged rerun is skipped). Every CSV has the columns::
 
     ID,duration,wav,start,stop,spk_id,session,gender
 
@@ -42,10 +43,7 @@ Authors
  * speechbrain-ssv developers 2026
 """
 
-import argparse
-import csv
 import hashlib
-import json
 import logging
 import os
 import random
@@ -54,13 +52,26 @@ import sys
 from tqdm import tqdm
 
 from speechbrain_ssv.data.audio import audio_info
+from speechbrain_ssv.data.preparation import (
+    SPEAKER_COLUMNS,
+    begin_preparation,
+    check_split_ratio,
+    finish_preparation,
+    output_paths,
+    preparation_parser,
+    prepared_paths,
+    run_preparation_cli,
+    speaker_split,
+    split_folders,
+    write_csv,
+    write_trial_copies,
+)
 from speechbrain_ssv.utils.errors import (
     ManifestError,
     SSVInputError,
     TrialListError,
     run_cli,
 )
-from speechbrain_ssv.utils.io import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +85,6 @@ CSV_COLUMNS = (
     "session",
     "gender",
 )
-SPEAKER_COLUMNS = ("spk_id", "gender", "n_utts", "split")
 META_FILES = ("vox1_meta.csv", "vox2_meta.csv")
 EXPECTED_LAYOUT = "<data_folder>/wav/<spk_id>/<session>/<utt>.wav"
 # Lists drawn from the whole of VoxCeleb1 (see the module docstring).
@@ -84,45 +94,8 @@ VOX1_WIDE_LISTS = (
     "list_test_hard.txt",
     "list_test_hard2.txt",
 )
-OPTS_FILE = "prepare_opts.json"
 # Bump when the output format changes, so old folders are re-prepared.
 PREP_VERSION = 1
-
-
-def split_folders(data_folder):
-    """Normalise ``data_folder`` to a list of absolute folder paths.
-
-    Arguments
-    ---------
-    data_folder : str | os.PathLike | list
-        One folder, a comma-separated list (SpeechBrain's convention for
-        ``vox1,vox2``) or a list of folders. An existing folder whose name
-        contains a comma is taken as one folder.
-
-    Returns
-    -------
-    list of str
-        Absolute paths, in the given order.
-
-    Example
-    -------
-    >>> [os.path.basename(f) for f in split_folders("a/vox1, a/vox2")]
-    ['vox1', 'vox2']
-    >>> d = os.path.join(getfixture("tmpdir"), "vox,1")
-    >>> os.makedirs(d)
-    >>> split_folders(d) == [d]
-    True
-    """
-    if isinstance(data_folder, (str, os.PathLike)):
-        text = os.fspath(data_folder)
-        # A folder whose own name holds a comma is one folder, not a list.
-        parts = [text] if os.path.isdir(text) else text.split(",")
-    else:
-        parts = [os.fspath(p) for p in data_folder]
-    folders = [os.path.abspath(p.strip()) for p in parts if p.strip()]
-    if not folders:
-        raise SSVInputError("data_folder", "is empty; expected a folder path")
-    return folders
 
 
 def _parse_meta(path):
@@ -337,43 +310,6 @@ def read_trial_list(path, known_ids=None):
     return trials
 
 
-def _output_paths(save_folder, trial_lists):
-    names = [os.path.basename(os.fspath(t)) for t in trial_lists]
-    if len(set(names)) != len(names):
-        raise SSVInputError(
-            "trial_lists",
-            f"two lists share a file name ({names}); their copies in the "
-            "save folder would overwrite each other",
-        )
-    return {
-        "train": os.path.join(save_folder, "train.csv"),
-        "dev": os.path.join(save_folder, "dev.csv"),
-        "test": os.path.join(save_folder, "test.csv"),
-        "speakers": os.path.join(save_folder, "speakers.csv"),
-        "trials": [os.path.join(save_folder, n) for n in names],
-        "opts": os.path.join(save_folder, OPTS_FILE),
-    }
-
-
-def _all_exist(paths):
-    flat = [
-        p for v in paths.values() for p in (v if isinstance(v, list) else [v])
-    ]
-    return all(os.path.isfile(p) for p in flat), flat
-
-
-def _write_rows(path, rows):
-    if not rows:
-        raise ManifestError(path, "would be empty; no utterance qualifies")
-    with (
-        atomic_path(path) as tmp,
-        open(tmp, "w", newline="", encoding="utf-8") as f,
-    ):
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows)
-
-
 def _row(utt_id, path, spk, session, gender, info):
     return (
         utt_id,
@@ -461,29 +397,16 @@ def prepare_voxceleb(
     if isinstance(trial_lists, (str, os.PathLike)):
         trial_lists = [trial_lists]
     trial_lists = [os.fspath(t) for t in trial_lists]
-    paths = _output_paths(save_folder, trial_lists)
-    complete, flat = _all_exist(paths)
+    paths = output_paths(save_folder, trial_lists)
     if skip_prep:
-        if not complete:
-            missing = [p for p in flat if not os.path.isfile(p)]
-            raise ManifestError(
-                save_folder,
-                f"skip_prep=True but outputs are missing: {missing}; run the "
-                "preparation once with skip_prep=False",
-            )
-        return paths
+        return prepared_paths(paths, save_folder)
 
     folders = split_folders(data_folder)
-    if len(split_ratio) != 2 or min(split_ratio) <= 0:
-        raise SSVInputError(
-            "split_ratio",
-            f"is {split_ratio}; expected two positive numbers (train, dev)",
-        )
     opts = {
         "version": PREP_VERSION,
         "data_folder": folders,
         "trial_lists": trial_lists,
-        "split_ratio": [float(r) for r in split_ratio],
+        "split_ratio": check_split_ratio(split_ratio),
         "min_duration": float(min_duration),
         "seed": int(seed),
         "exclude_trial_speakers": bool(exclude_trial_speakers),
@@ -524,19 +447,8 @@ def prepare_voxceleb(
     for utt_id in sorted(files):
         listing.update(f"{utt_id}\t{files[utt_id][0]}\n".encode())
     opts["audio_listing"] = listing.hexdigest()
-    if complete:
-        try:
-            with open(paths["opts"], encoding="utf-8") as f:
-                previous = json.load(f)
-        except (OSError, ValueError):
-            previous = None
-        if previous == opts:
-            logger.info(
-                "VoxCeleb preparation skipped: %s is up to date (options "
-                "unchanged)",
-                save_folder,
-            )
-            return paths
+    if begin_preparation(save_folder, opts, "VoxCeleb", logger):
+        return paths
 
     genders = read_gender_meta(folders)
 
@@ -660,33 +572,21 @@ def prepare_voxceleb(
         )
 
     # --- write ----------------------------------------------------------
-    os.makedirs(save_folder, exist_ok=True)
-    _write_rows(paths["train"], sorted(train_rows))
-    _write_rows(paths["dev"], sorted(dev_rows))
-    _write_rows(paths["test"], test_rows)
-    for trials, out in zip(trials_per_list, paths["trials"]):
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for label, enrol, test in trials:
-                f.write(f"{label} {enrol}.wav {test}.wav\n")
-    with (
-        atomic_path(paths["speakers"]) as tmp,
-        open(tmp, "w", newline="", encoding="utf-8") as f,
-    ):
-        writer = csv.writer(f)
-        writer.writerow(SPEAKER_COLUMNS)
-        for spk in all_spks:
-            roles = []
-            if n_used.get(spk):
-                roles.append("train")
-            if spk in test_spks:
-                roles.append("test")
-            split = "+".join(roles) or "unused"
-            writer.writerow(
-                (spk, genders.get(spk, "u"), len(utts_by_spk[spk]), split)
-            )
-    # Written last: its presence marks a complete preparation.
-    write_json(paths["opts"], opts)
-    logger.info("VoxCeleb manifests written to %s", save_folder)
+    write_csv(paths["train"], CSV_COLUMNS, sorted(train_rows))
+    write_csv(paths["dev"], CSV_COLUMNS, sorted(dev_rows))
+    write_csv(paths["test"], CSV_COLUMNS, test_rows)
+    write_trial_copies(trials_per_list, paths["trials"])
+    spk_rows = [
+        (
+            spk,
+            genders.get(spk, "u"),
+            len(utts_by_spk[spk]),
+            speaker_split(spk, n_used, test_spks),
+        )
+        for spk in all_spks
+    ]
+    write_csv(paths["speakers"], SPEAKER_COLUMNS, spk_rows)
+    finish_preparation(save_folder, opts, paths, "VoxCeleb", logger)
     return paths
 
 
@@ -710,47 +610,14 @@ def main(argv=None):
     ...
     SystemExit: 0
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m speechbrain_ssv.data.voxceleb",
-        description="Prepare VoxCeleb1/2 (or minivox) CSV manifests "
-        "(train, dev, test), the speaker list and normalised trial lists "
-        "from folders laid out as <folder>/wav/<spk>/<session>/<utt>.wav.",
-        epilog="Bad input ends with one 'error: ...' line and exit status "
-        "2; set SSV_DEBUG=1 to see the traceback as well.",
-    )
-    parser.add_argument(
-        "--data_folder",
-        required=True,
-        nargs="+",
-        help="data folder(s); a comma-separated list also works",
-    )
-    parser.add_argument(
-        "--save_folder",
-        required=True,
-        help="where the manifests and trial lists are written",
-    )
-    parser.add_argument(
-        "--trial_lists",
-        nargs="+",
-        default=["veri_test2.txt"],
-        help="trial lists, as paths or names looked up in <folder>/meta/ "
-        "and <folder>/ (default: veri_test2.txt)",
-    )
-    parser.add_argument(
-        "--split_ratio",
-        nargs=2,
-        type=float,
-        default=[90, 10],
-        metavar=("TRAIN", "DEV"),
-        help="train/dev proportions of each training speaker's utterances "
-        "(default: 90 10)",
-    )
-    parser.add_argument(
-        "--min_duration",
-        type=float,
-        default=3.0,
-        help="files shorter than this (seconds) are left out of train/dev "
-        "(default: %(default)s)",
+    parser = preparation_parser(
+        "python -m speechbrain_ssv.data.voxceleb",
+        "Prepare VoxCeleb1/2 (or minivox) CSV manifests (train, dev, test), "
+        "the speaker list and normalised trial lists from folders laid out "
+        "as <folder>/wav/<spk>/<session>/<utt>.wav.",
+        trial_lists=["veri_test2.txt"],
+        unit="utterances",
+        min_duration=3.0,
     )
     parser.add_argument(
         "--seed",
@@ -766,32 +633,12 @@ def main(argv=None):
         help="keep a seeded random subset of this many training speakers "
         "(default: all)",
     )
-    parser.add_argument(
-        "--keep_trial_speakers",
-        action="store_true",
-        help="do not exclude trial-list speakers from train/dev",
+    return run_preparation_cli(
+        parser,
+        argv,
+        prepare_voxceleb,
+        max_speakers=lambda args: args.max_speakers,
     )
-    parser.add_argument(
-        "--skip_prep",
-        action="store_true",
-        help="write nothing; only print the output paths (they must exist)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    folders = [f for arg in args.data_folder for f in split_folders(arg)]
-    paths = prepare_voxceleb(
-        folders,
-        args.save_folder,
-        trial_lists=args.trial_lists,
-        split_ratio=args.split_ratio,
-        min_duration=args.min_duration,
-        seed=args.seed,
-        exclude_trial_speakers=not args.keep_trial_speakers,
-        max_speakers=args.max_speakers,
-        skip_prep=args.skip_prep,
-    )
-    print(json.dumps(paths, indent=2))
-    return paths
 
 
 if __name__ == "__main__":

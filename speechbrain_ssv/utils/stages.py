@@ -109,13 +109,18 @@ def stage_is_done(folder, opts):
     )
 
 
-def begin_stage(folder, opts, name="stage"):
+def begin_stage(folder, opts, name="stage", shared=False):
     """Prepare ``folder`` for a stage run with ``opts``.
 
     Returns ``True`` when the stage is already done (skip it). Otherwise
     the folder is made ready: partial work of a run with the same options
     is kept (resume), a folder from other options is deleted first, and the
     options are recorded with status ``running``.
+
+    A ``shared`` folder also holds files of other steps (a recipe's save
+    folder: data preparation writes its manifests next to the checkpoints),
+    so it is never deleted: a run with other options overwrites the
+    stage's outputs, and a folder without a record is not refused.
 
     Arguments
     ---------
@@ -125,6 +130,8 @@ def begin_stage(folder, opts, name="stage"):
         JSON-able options (non-JSON values are compared as strings).
     name : str
         For log messages.
+    shared : bool
+        The folder is not the stage's own (see above).
 
     Returns
     -------
@@ -150,7 +157,7 @@ def begin_stage(folder, opts, name="stage"):
         and rec.get("version") == STAGE_VERSION
         and rec.get("opts") == _jsonable(opts)
     )
-    if not same and os.path.isdir(folder) and os.listdir(folder):
+    if not same and not shared and os.path.isdir(folder) and os.listdir(folder):
         if rec is None:
             raise SSVInputError(
                 folder,

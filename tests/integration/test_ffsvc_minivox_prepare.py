@@ -14,10 +14,10 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.lobes.features import Fbank
 
 from speechbrain_ssv.data.ffsvc import prepare_ffsvc
-from speechbrain_ssv.data.minivox import generate_minivox
 from speechbrain_ssv.data.samplers import SpeakerPairSampler
 from speechbrain_ssv.eval.trials import read_trials
 from speechbrain_ssv.lobes.mfa_conformer import MFAConformer
+from speechbrain_ssv.minivox import generate_minivox
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_ssv.data.minivox import (
+from speechbrain_ssv.minivox import (
     generate_minivox,
-    main,
     plan_corpus,
     resolve_options,
 )
-from speechbrain_ssv.data.voices import get_engine
+from speechbrain_ssv.minivox.__main__ import main
+from speechbrain_ssv.minivox.voices import get_engine
 from speechbrain_ssv.utils.errors import SSVInputError
 
 

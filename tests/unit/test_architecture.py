@@ -24,6 +24,7 @@ LAYERS = {
     "augment": 2,
     "lobes": 2,
     "eval": 2,
+    "minivox": 2,
     "clustering": 3,
     "inside": 3,
     "export": 3,

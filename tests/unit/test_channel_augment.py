@@ -14,7 +14,7 @@ from speechbrain_ssv.augment import (
     ChannelAugment,
     UtteranceAugment,
 )
-from speechbrain_ssv.data.channels import (
+from speechbrain_ssv.minivox.channels import (
     STRENGTHS,
     draw_session_channel,
     peaking_sos,

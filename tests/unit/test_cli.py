@@ -20,7 +20,7 @@ from speechbrain_ssv.utils.errors import (
 # Every argparse command line of the package (export and eval have their
 # own tests).
 CLI_MODULES = [
-    "speechbrain_ssv.data.minivox",
+    "speechbrain_ssv.minivox.__main__",
     "speechbrain_ssv.data.voxceleb",
     "speechbrain_ssv.data.ffsvc",
     "speechbrain_ssv.inside.synthesize",
@@ -62,7 +62,7 @@ def test_every_option_has_plain_help(module, monkeypatch):
 
 
 def test_minivox_bad_value_is_one_error_line(tmp_path, capsys):
-    from speechbrain_ssv.data.minivox import main
+    from speechbrain_ssv.minivox.__main__ import main
 
     status = main(["--out", str(tmp_path), "--size", "tiny", "--n_utts", "1"])
     assert status == USER_ERROR_STATUS
@@ -74,7 +74,7 @@ def test_minivox_bad_value_is_one_error_line(tmp_path, capsys):
 
 
 def test_ssv_debug_adds_the_traceback(tmp_path, capsys, monkeypatch):
-    from speechbrain_ssv.data.minivox import main
+    from speechbrain_ssv.minivox.__main__ import main
 
     monkeypatch.setenv("SSV_DEBUG", "1")
     status = main(["--out", str(tmp_path), "--size", "tiny", "--n_utts", "1"])
@@ -119,16 +119,19 @@ def test_minivox_without_its_extra_says_what_to_install(
     # distributions are not installed.
     monkeypatch.setitem(sys.modules, "pyroomacoustics", None)
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
-    for name in ("channels", "voices", "minivox"):
-        monkeypatch.delitem(sys.modules, f"speechbrain_ssv.data.{name}")
-    minivox = importlib.import_module("speechbrain_ssv.data.minivox")
+    for name in [
+        m for m in sys.modules if m.startswith("speechbrain_ssv.minivox")
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    minivox = importlib.import_module("speechbrain_ssv.minivox")
+    cli = importlib.import_module("speechbrain_ssv.minivox.__main__")
 
     with pytest.raises(MissingExtraError) as exc:
         minivox.generate_minivox(tmp_path / "c", size="tiny", workers=1)
     assert exc.value.missing == ["pyroomacoustics", "espeakng-loader"]
     assert not (tmp_path / "c").exists()
 
-    status = minivox.main(["--out", str(tmp_path / "c"), "--size", "tiny"])
+    status = cli.main(["--out", str(tmp_path / "c"), "--size", "tiny"])
     assert status == USER_ERROR_STATUS
     assert capsys.readouterr().err.splitlines() == [
         "error: pyroomacoustics, espeakng-loader: not installed; the minivox "

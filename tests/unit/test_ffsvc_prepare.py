@@ -11,10 +11,10 @@ import pytest
 from speechbrain_ssv.data.ffsvc import (
     CSV_COLUMNS,
     main,
-    parse_ffsvc_name,
     prepare_ffsvc,
     read_ffsvc_trials,
 )
+from speechbrain_ssv.data.ffsvc_sources import parse_ffsvc_name
 from speechbrain_ssv.utils.errors import (
     AudioFileError,
     ManifestError,
@@ -169,7 +169,7 @@ def test_rerun_skips_and_option_change_reruns(tree, tmp_path, caplog):
     assert "skipped" in caplog.text
     assert os.path.getmtime(out["train"]) == stamp
     with open(out["opts"]) as f:
-        assert json.load(f)["min_duration"] == 0.2
+        assert json.load(f)["opts"]["min_duration"] == 0.2
     _prepare(tree, save, device_with_distance=True)
     assert {r["device"] for r in _rows(out["train"])} == {
         "I_100",

@@ -71,3 +71,19 @@ def test_recorded_options_refuse_a_second_configuration(tmp_path):
     with pytest.raises(SSVInputError, match="unreadable"):
         check_recorded_options(path, {"seed": 1}, "a corpus")
     assert path.read_text() == "{not json"
+
+
+def test_shared_folder_is_never_deleted(tmp_path):
+    # A recipe's save folder: checkpoints live next to the stage's outputs.
+    folder = tmp_path / "save"
+    folder.mkdir()
+    (folder / "CKPT.txt").write_text("checkpoint")
+    assert begin_stage(folder, {"a": 1}, shared=True) is False
+    (folder / "train.csv").write_text("x")
+    finish_stage(folder, {"a": 1}, ["train.csv"])
+    assert begin_stage(folder, {"a": 1}, shared=True) is True
+    # Other options: redone in place, the other files kept, not done yet.
+    assert begin_stage(folder, {"a": 2}, shared=True) is False
+    assert (folder / "CKPT.txt").exists() and (folder / "train.csv").exists()
+    assert read_stage(folder)["status"] == "running"
+    assert not stage_is_done(folder, {"a": 1})

@@ -276,7 +276,7 @@ def test_skip_when_options_unchanged_and_redo_when_changed(
     save = str(tmp_path / "s")
     first = prepare_voxceleb(list(tree), save, split_ratio=(50, 50))
     with open(first["opts"]) as f:
-        assert json.load(f)["seed"] == 1986
+        assert json.load(f)["opts"]["seed"] == 1986
 
     calls = []
     real_info = voxceleb.audio_info
@@ -293,7 +293,7 @@ def test_skip_when_options_unchanged_and_redo_when_changed(
     prepare_voxceleb(list(tree), save, split_ratio=(50, 50), seed=3)
     assert calls
     with open(first["opts"]) as f:
-        assert json.load(f)["seed"] == 3
+        assert json.load(f)["opts"]["seed"] == 3
 
     # A missing output forces a redo even with the same options.
     calls.clear()

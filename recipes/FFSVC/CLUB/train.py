@@ -13,7 +13,7 @@ probes and t-SNE maps, export, ``results.json``.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox_ffsvc \
+    python -m speechbrain_ssv.minivox --out data/minivox_ffsvc \
         --variant ffsvc --seed 2022
     python recipes/FFSVC/CLUB/train.py recipes/FFSVC/CLUB/hparams/club_minivox.yaml
 

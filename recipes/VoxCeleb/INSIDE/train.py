@@ -15,7 +15,7 @@ export. ``pairing: none`` trains the baseline on the real data only.
 To run (minivox with a tiny random YourTTS: a mechanics and timing check,
 its audio is noise)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python -m speechbrain_ssv.inside.tiny --out results/tiny_yourtts
     python recipes/VoxCeleb/INSIDE/train.py \
         recipes/VoxCeleb/INSIDE/hparams/inside_minivox.yaml

@@ -7,7 +7,7 @@ label.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python recipes/VoxCeleb/MixAP/train.py recipes/VoxCeleb/MixAP/hparams/ap_minivox.yaml
     python recipes/VoxCeleb/MixAP/train.py recipes/VoxCeleb/MixAP/hparams/i_ap_minivox.yaml --mix_alpha 0.5
     # l-AP: first the VAE, then the embedding network on its latent mixtures

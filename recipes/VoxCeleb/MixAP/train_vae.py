@@ -6,7 +6,7 @@ speaker label.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python recipes/VoxCeleb/MixAP/train_vae.py recipes/VoxCeleb/MixAP/hparams/vae_minivox.yaml
     # Figs. 5 and 6 of the paper: i-mix vs l-mix samples
     python recipes/VoxCeleb/MixAP/plot_mixing.py --vae results/vae_minivox/1986/vae.ckpt \

@@ -20,7 +20,7 @@ a killed run.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python recipes/VoxCeleb/PseudoLabel/train.py \
         recipes/VoxCeleb/PseudoLabel/hparams/pseudolabel_minivox.yaml
 

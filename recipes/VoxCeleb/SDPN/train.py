@@ -5,7 +5,7 @@ minivox corpus. Training never reads a speaker label.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python recipes/VoxCeleb/SDPN/train.py recipes/VoxCeleb/SDPN/hparams/sdpn_minivox.yaml
     python recipes/VoxCeleb/SDPN/train.py recipes/VoxCeleb/SDPN/hparams/dino_minivox.yaml
 

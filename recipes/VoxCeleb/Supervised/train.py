@@ -4,7 +4,7 @@ embedded minivox corpus: the baseline of every method in speechbrain-ssv.
 
 To run (minivox, CPU)::
 
-    python -m speechbrain_ssv.data.minivox --out data/minivox
+    python -m speechbrain_ssv.minivox --out data/minivox
     python recipes/VoxCeleb/Supervised/train.py \
         recipes/VoxCeleb/Supervised/hparams/ecapa_minivox.yaml
 

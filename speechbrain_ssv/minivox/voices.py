@@ -208,6 +208,7 @@ class EspeakEngine:
     """
 
     def __init__(self, verify=True):
+        # Imported here: espeakng-loader is the optional minivox extra.
         try:
             import espeakng_loader
         except ImportError as err:

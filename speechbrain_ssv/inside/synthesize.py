@@ -386,17 +386,22 @@ def synthesize_identities(
     tts : speechbrain_ssv.inside.tts.YourTTS
         From :func:`~speechbrain_ssv.inside.tts.load_yourtts`.
     identities : list | dict | str
-        Anything :func:`~speechbrain_ssv.inside.synthesis_plan.normalize_identities` accepts, or a path for
-        :func:`~speechbrain_ssv.inside.synthesis_plan.load_identities`. Give every shard the same full list: each
-        shard picks its own identities from it.
+        Anything
+        :func:`~speechbrain_ssv.inside.synthesis_plan.normalize_identities`
+        accepts, or a path for
+        :func:`~speechbrain_ssv.inside.synthesis_plan.load_identities`. Give
+        every shard the same full list: each shard picks its own identities
+        from it.
     out_dir : str
         Output folder (see the module docstring for the layout).
     n_utts : int
         Utterances per identity.
     texts : list of str | str | None
-        Sentence pool, a corpus file (:func:`~speechbrain_ssv.inside.synthesis_plan.read_text_corpus`), or ``None``
-        for the package's sentence generator. Sentences given as a list are
-        used verbatim after :func:`~speechbrain_ssv.inside.synthesis_plan.expand_numbers`.
+        Sentence pool, a corpus file
+        (:func:`~speechbrain_ssv.inside.synthesis_plan.read_text_corpus`), or
+        ``None`` for the package's sentence generator. Sentences given as a
+        list are used verbatim after
+        :func:`~speechbrain_ssv.inside.synthesis_plan.expand_numbers`.
     seed : int
         Base seed of texts, sessions and sampling noise.
     shard : tuple | str | None

@@ -157,12 +157,15 @@ class YourTTS:
         return int(lm.name_to_id[language])
 
     def embed_wavs(self, items, **kwargs):
-        """Shortcut for :func:`~speechbrain_ssv.inside.speaker_encoder.embed_wavs` with this model."""
+        """Shortcut for
+        :func:`~speechbrain_ssv.inside.speaker_encoder.embed_wavs` with this
+        model."""
         return embed_wavs(self, items, **kwargs)
 
     def embed_manifest(self, manifest_csv, cache_dir, **kwargs):
-        """Shortcut for :func:`~speechbrain_ssv.inside.speaker_encoder.embed_manifest`
-        with this model."""
+        """Shortcut for
+        :func:`~speechbrain_ssv.inside.speaker_encoder.embed_manifest` with
+        this model."""
         return embed_manifest(self, manifest_csv, cache_dir, **kwargs)
 
     def __repr__(self):

@@ -96,7 +96,7 @@ def _quality(x, speakers, genders, pairs, method, n_check, seed, k=10):
     import numpy as np
     import torch
 
-    from speechbrain_ssv.inside.pairing import nearest_neighbours
+    from speechbrain_ssv.inside.neighbours import nearest_neighbours
 
     row = {s: i for i, s in enumerate(speakers)}
     rng = np.random.default_rng(seed)

@@ -52,9 +52,10 @@ def _clips(n, seconds, sample_rate=16000, seed=0):
 
 
 def run(size, args, folder):
+    from speechbrain_ssv.inside.speaker_encoder import embed_wavs
     from speechbrain_ssv.inside.synthesize import synthesize_identities
     from speechbrain_ssv.inside.tiny import build_tiny_yourtts
-    from speechbrain_ssv.inside.tts import embed_wavs, load_yourtts
+    from speechbrain_ssv.inside.tts import load_yourtts
 
     model_dir = os.path.join(folder, size)
     build_tiny_yourtts(model_dir, seed=0, size=size)

@@ -13,7 +13,10 @@ columns::
 
 one row per synthetic identity (``layer`` 0 and an empty ``cosine`` for
 random pairs). ``merge_manifests`` appends synthetic utterances, already in
-SpeechBrain manifest format, to a real training manifest.
+SpeechBrain manifest format, to a real training manifest;
+``split_synthetic`` holds out utterances of every synthetic identity for
+the validation manifest, and ``subset_manifest`` keeps a few random
+utterances per speaker.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -25,6 +28,8 @@ import os
 import re
 from typing import NamedTuple
 
+import numpy as np
+
 from speechbrain_ssv.utils.errors import ManifestError, SSVInputError
 from speechbrain_ssv.utils.io import atomic_path
 
@@ -35,6 +40,8 @@ __all__ = [
     "SyntheticIdentity",
     "merge_manifests",
     "read_pairs",
+    "split_synthetic",
+    "subset_manifest",
     "synthetic_speaker_id",
     "write_pairs",
 ]
@@ -488,3 +495,114 @@ def _fill_metadata(row, identity, path, lineno):
         current = row.get(key, "")
         if not current or (key == "gender" and current.lower() == "u"):
             row[key] = value
+
+
+def _read_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_rows(path, columns, rows):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def subset_manifest(manifest_csv, out_csv, max_per_speaker=None, seed=0):
+    """Keep at most ``max_per_speaker`` random utterances of each speaker
+    (the speaker means of the TTS encoder need a few clips, not all).
+
+    Arguments
+    ---------
+    manifest_csv : str
+        SpeechBrain manifest with ``ID`` and ``spk_id``.
+    out_csv : str
+        Destination (atomic); the rows keep the input order.
+    max_per_speaker : int | None
+        ``None`` keeps everything.
+    seed : int
+        Seed of the choice.
+
+    Returns
+    -------
+    int
+        Rows written.
+
+    Example
+    -------
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> rows = "".join(f"u{i},{'ab'[i % 2]}\\n" for i in range(6))
+    >>> _ = open(f"{tmp}/m.csv", "w").write("ID,spk_id\\n" + rows)
+    >>> subset_manifest(f"{tmp}/m.csv", f"{tmp}/s.csv", max_per_speaker=2)
+    4
+    """
+    columns, rows = _read_rows(manifest_csv)
+    for key in ("ID", "spk_id"):
+        if key not in columns:
+            raise ManifestError(
+                manifest_csv, f"has no {key!r} column (columns: {columns})"
+            )
+    if max_per_speaker is not None:
+        rng = np.random.default_rng(seed)
+        by_spk = {}
+        for n, row in enumerate(rows):
+            by_spk.setdefault(row["spk_id"], []).append(n)
+        keep = set()
+        for spk in sorted(by_spk):
+            idx = by_spk[spk]
+            if len(idx) > max_per_speaker:
+                idx = rng.choice(idx, max_per_speaker, replace=False)
+            keep.update(int(i) for i in idx)
+        rows = [r for n, r in enumerate(rows) if n in keep]
+    _write_rows(out_csv, columns, rows)
+    return len(rows)
+
+
+def split_synthetic(synth_csv, train_csv, dev_csv, dev_utts=1):
+    """Hold out the last ``dev_utts`` utterances of every synthetic identity
+    for the validation manifest (the classifier's dev set covers the same
+    speakers as its training set).
+
+    Arguments
+    ---------
+    synth_csv : str
+        Gathered synthetic manifest.
+    train_csv, dev_csv : str
+        Destinations (atomic).
+    dev_utts : int
+        Utterances per identity to hold out (fewer than it has).
+
+    Returns
+    -------
+    tuple
+        ``(train rows, dev rows)``.
+
+    Example
+    -------
+    >>> tmp = str(getfixture("tmpdir"))
+    >>> rows = "".join(f"s{i // 3}/a/{i},s{i // 3}\\n" for i in range(6))
+    >>> _ = open(f"{tmp}/syn.csv", "w").write("ID,spk_id\\n" + rows)
+    >>> split_synthetic(f"{tmp}/syn.csv", f"{tmp}/t.csv", f"{tmp}/d.csv")
+    (4, 2)
+    """
+    columns, rows = _read_rows(synth_csv)
+    by_spk = {}
+    for row in rows:
+        by_spk.setdefault(row["spk_id"], []).append(row)
+    train, dev = [], []
+    for spk in sorted(by_spk):
+        utts = sorted(by_spk[spk], key=lambda r: r["ID"])
+        if len(utts) <= dev_utts:
+            raise ManifestError(
+                synth_csv,
+                f"identity {spk} has {len(utts)} utterances; expected more "
+                f"than synthetic_dev_utts={dev_utts}",
+            )
+        cut = len(utts) - dev_utts
+        train += utts[:cut]
+        dev += utts[cut:]
+    _write_rows(train_csv, columns, train)
+    _write_rows(dev_csv, columns, dev)
+    return len(train), len(dev)

@@ -19,7 +19,7 @@ same *file layout* as the released zip:
 Like the real ``config.json``, the one written here points every auxiliary
 file at an absolute path on a (fictitious) training machine, so code and
 tests that load it exercise the same path patching a real checkpoint needs
-(:func:`speechbrain_ssv.inside.tts.patch_yourtts_config`).
+(:func:`speechbrain_ssv.inside.release.patch_yourtts_config`).
 
 The audio it produces is noise-like: use it for mechanics (shapes, files,
 determinism, speed of the pipeline), never for quality.
@@ -40,7 +40,7 @@ import tempfile
 import numpy as np
 import torch
 
-from speechbrain_ssv.inside.tts import (
+from speechbrain_ssv.inside.release import (
     RELEASE_FILES,
     patch_yourtts_config,
     require_tts,

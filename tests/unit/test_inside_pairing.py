@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from speechbrain_ssv.inside.gender import speaker_genders
+from speechbrain_ssv.inside.neighbours import nearest_neighbours
 from speechbrain_ssv.inside.pairing import (
     SpeakerPair,
     allocate_pairs,
     layered_nn_pairs,
-    nearest_neighbours,
     random_pairs,
-    speaker_genders,
     speaker_means,
     summarize_pairs,
 )
@@ -272,7 +272,7 @@ def test_faiss_exact_search_equals_brute_force():
 
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
 def test_faiss_and_torch_ivf_agree_and_auto_picks_faiss(monkeypatch):
-    import speechbrain_ssv.inside.pairing as pairing
+    import speechbrain_ssv.inside.neighbours as neighbours
 
     x = _clustered(3000, 32, 60, 0.4, seed=9)
     ref_idx, _ = _brute_force(x, 10)
@@ -283,9 +283,9 @@ def test_faiss_and_torch_ivf_agree_and_auto_picks_faiss(monkeypatch):
         return found / ref_idx.numel()
 
     calls = []
-    real = pairing._faiss_search
+    real = neighbours._faiss_search
     monkeypatch.setattr(
-        pairing,
+        neighbours,
         "_faiss_search",
         lambda *a, **kw: calls.append(a[5]) or real(*a, **kw),
     )

@@ -98,8 +98,9 @@ def _read_rows(path):
 def test_package_imports_without_coqui_and_guard_names_the_extra():
     code = (
         "import sys; sys.modules['TTS'] = None\n"
-        "import speechbrain_ssv.inside.tts as t\n"
-        "import speechbrain_ssv.inside.synthesize, speechbrain_ssv.inside.tiny\n"
+        "import speechbrain_ssv.inside.release as t\n"
+        "import speechbrain_ssv.inside.tts, speechbrain_ssv.inside.synthesize\n"
+        "import speechbrain_ssv.inside.tiny\n"
         "try:\n"
         "    t.require_tts()\n"
         "except ImportError as err:\n"
@@ -118,7 +119,7 @@ def test_package_imports_without_coqui_and_guard_names_the_extra():
 
 
 def test_require_tts_in_process(monkeypatch):
-    from speechbrain_ssv.inside.tts import require_tts
+    from speechbrain_ssv.inside.release import require_tts
 
     monkeypatch.setitem(sys.modules, "six", None)
     with pytest.raises(
@@ -131,8 +132,8 @@ def test_require_tts_in_process(monkeypatch):
 
 
 def test_tiny_checkpoint_has_release_layout_and_foreign_paths(tiny_dir):
+    from speechbrain_ssv.inside.release import RELEASE_FILES
     from speechbrain_ssv.inside.tiny import FOREIGN_ROOT
-    from speechbrain_ssv.inside.tts import RELEASE_FILES
 
     folder, _ = tiny_dir
     assert sorted(os.listdir(folder)) == sorted(RELEASE_FILES)
@@ -181,7 +182,8 @@ def test_loaded_model_structure_and_user_files_untouched(tts, tiny_dir):
 def test_load_by_name_from_tts_home_and_keep_patched_config(
     tiny_dir, tmp_path, monkeypatch
 ):
-    from speechbrain_ssv.inside.tts import load_yourtts, model_dir_from_name
+    from speechbrain_ssv.inside.release import model_dir_from_name
+    from speechbrain_ssv.inside.tts import load_yourtts
 
     monkeypatch.setenv("TTS_HOME", str(tmp_path / "home"))
     cache = model_dir_from_name()
@@ -245,7 +247,8 @@ def _json_to_pth(src, dest):
 
 
 def test_legacy_v050_release_names_load(tts, tiny_dir, tmp_path):
-    from speechbrain_ssv.inside.tts import embed_wavs, load_yourtts
+    from speechbrain_ssv.inside.speaker_encoder import embed_wavs
+    from speechbrain_ssv.inside.tts import load_yourtts
 
     folder = _variant(
         tiny_dir,
@@ -285,7 +288,7 @@ def test_legacy_v050_release_names_load(tts, tiny_dir, tmp_path):
     ],
 )
 def test_release_folder_accepts_coquis_file_names(tmp_path, names, model):
-    from speechbrain_ssv.inside.tts import check_release_folder
+    from speechbrain_ssv.inside.release import check_release_folder
 
     for name in names + ["model_se.pth.tar", "config_se.json"]:
         path = tmp_path / name
@@ -308,8 +311,8 @@ def test_config_patching_matches_coquis_model_manager(tiny_dir, tmp_path):
 
     from TTS.utils.manage import ModelManager
 
+    from speechbrain_ssv.inside.release import PATH_KEYS, patch_yourtts_config
     from speechbrain_ssv.inside.tiny import FOREIGN_ROOT
-    from speechbrain_ssv.inside.tts import PATH_KEYS, patch_yourtts_config
 
     folder = tmp_path / "release"
     folder.mkdir()
@@ -383,7 +386,8 @@ def test_pickled_checkpoint_needs_trust_checkpoint(tiny_dir, tmp_path):
 def test_encoder_audio_flags_follow_coqui(tiny_dir, tmp_path):
     from TTS.tts.utils.speakers import SpeakerManager
 
-    from speechbrain_ssv.inside.tts import embed_wavs, load_yourtts
+    from speechbrain_ssv.inside.speaker_encoder import embed_wavs
+    from speechbrain_ssv.inside.tts import load_yourtts
 
     def flags(src, dest):
         config = json.load(open(src))
@@ -431,7 +435,7 @@ def _voice(sr, seconds, f0, seed=0):
 
 
 def test_embeddings_follow_the_encoders_feature_path(tts):
-    from speechbrain_ssv.inside.tts import embed_wavs
+    from speechbrain_ssv.inside.speaker_encoder import embed_wavs
 
     sig = _voice(16000, 0.6, 140)
     res = embed_wavs(tts, [sig], num_eval=2)
@@ -449,7 +453,7 @@ def test_embeddings_follow_the_encoders_feature_path(tts):
 def test_embeddings_resample_and_skip_unusable_clips(tts, tmp_path, caplog):
     import soxr
 
-    from speechbrain_ssv.inside.tts import embed_wavs
+    from speechbrain_ssv.inside.speaker_encoder import embed_wavs
 
     sig22 = _voice(22050, 0.5, 200)
     write_wav(str(tmp_path / "a22k.wav"), sig22, 22050)
@@ -486,7 +490,7 @@ def test_embeddings_resample_and_skip_unusable_clips(tts, tmp_path, caplog):
 
 
 def test_embed_manifest_caches_in_shards_and_resumes(tts, tmp_path):
-    from speechbrain_ssv.inside.tts import embed_manifest
+    from speechbrain_ssv.inside.speaker_encoder import embed_manifest
 
     rows = []
     for i, (spk, gender) in enumerate([("a", "m"), ("a", "m"), ("b", "f")]):
@@ -683,10 +687,10 @@ def test_output_is_resampled_when_the_model_rate_differs(
 ):
     import soxr
 
+    from speechbrain_ssv.inside.synthesis_plan import utterance_plan
     from speechbrain_ssv.inside.synthesize import (
         _synthesize_batch,
         synthesize_identities,
-        utterance_plan,
     )
 
     ident = _identities(n=1, genders=False)
@@ -707,7 +711,8 @@ def test_output_is_resampled_when_the_model_rate_differs(
 
 
 def test_cli_with_corpus_file_and_gather(tiny_dir, tmp_path):
-    from speechbrain_ssv.inside.synthesize import main, read_text_corpus
+    from speechbrain_ssv.inside.synthesis_plan import read_text_corpus
+    from speechbrain_ssv.inside.synthesize import main
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("Route 66 is long.\n\nI paid 3.5 euros.\n")
@@ -745,11 +750,11 @@ def test_cli_with_corpus_file_and_gather(tiny_dir, tmp_path):
 
 
 def test_identity_and_shard_validation(tts, tmp_path, monkeypatch):
-    from speechbrain_ssv.inside.synthesize import (
+    from speechbrain_ssv.inside.synthesis_plan import (
         load_identities,
         resolve_shard,
-        synthesize_identities,
     )
+    from speechbrain_ssv.inside.synthesize import synthesize_identities
 
     with pytest.raises(SSVInputError, match="has 4 values; expected 512"):
         synthesize_identities(

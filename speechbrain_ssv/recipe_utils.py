@@ -9,6 +9,8 @@ Authors
 import glob
 import logging
 import os
+import shutil
+import sys
 
 import speechbrain as sb
 from speechbrain.utils.distributed import (
@@ -18,7 +20,7 @@ from speechbrain.utils.distributed import (
 )
 
 from speechbrain_ssv.utils.errors import HparamsError
-from speechbrain_ssv.utils.io import write_json
+from speechbrain_ssv.utils.io import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,29 @@ def setup_experiment(argv):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    # SpeechBrain 1.1.2 copies the module that calls
+    # create_experiment_directory (this one) into the experiment folder, with
+    # no argument to name another: keep the recipe script that called us
+    # instead, as a SpeechBrain recipe's folder does.
+    _keep_recipe_script(hparams["output_folder"], sys._getframe(1))
     # The data-preparation stages read it (their bars follow --noprogressbar).
     hparams["noprogressbar"] = bool(run_opts.get("noprogressbar", False))
     return hparams, run_opts, hparams_file
+
+
+def _keep_recipe_script(folder, caller_frame):
+    """Copy the caller's script into ``folder`` (atomically) and remove the
+    copy of this module that SpeechBrain made there."""
+    if not if_main_process():
+        return
+    script = os.path.realpath(caller_frame.f_code.co_filename)
+    if os.path.isfile(script) and script != os.path.realpath(__file__):
+        with atomic_path(os.path.join(folder, os.path.basename(script))) as tmp:
+            shutil.copyfile(script, tmp)
+    ours = os.path.join(folder, os.path.basename(__file__))
+    if os.path.basename(script) != os.path.basename(__file__):
+        if os.path.isfile(ours):
+            os.remove(ours)
 
 
 def prepare_voxceleb_data(hparams):

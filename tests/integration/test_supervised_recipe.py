@@ -86,6 +86,11 @@ def test_recipe_outputs(trained):
         "verification/epoch1/metrics.json",
     ):
         assert os.path.isfile(os.path.join(trained, name)), name
+    # The experiment keeps the recipe script, as a SpeechBrain recipe does,
+    # not the glue module that created the folder.
+    with open(os.path.join(trained, "train.py")) as f, open(TRAIN) as g:
+        assert f.read() == g.read()
+    assert not os.path.exists(os.path.join(trained, "recipe_utils.py"))
     log = open(os.path.join(trained, "train_log.txt")).read()
     assert "epoch: 2" in log and "valid EER" in log
     res = json.load(open(os.path.join(trained, "results.json")))

@@ -29,10 +29,12 @@ import torch.nn.functional as F
 
 from speechbrain_ssv.lobes.clustering import ClusteringMLP
 from speechbrain_ssv.losses.clustering import (
-    supcon_loss,
-    supcon_loss_low_rank,
     vat_loss,
     virtual_mixup_loss,
+)
+from speechbrain_ssv.losses.contrastive import (
+    supcon_loss,
+    supcon_loss_low_rank,
 )
 
 CONFIG_KEYS = (

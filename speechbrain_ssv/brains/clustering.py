@@ -32,13 +32,15 @@ from speechbrain_ssv.lobes.clustering import ClusteringMLP
 from speechbrain_ssv.losses.clustering import (
     augmentation_consistency_loss,
     imsat_loss,
-    info_nce_loss,
     knn_radius,
     mixup_inputs,
     mixup_kl,
+    vat_loss,
+)
+from speechbrain_ssv.losses.contrastive import (
+    info_nce_loss,
     supcon_loss,
     supcon_loss_low_rank,
-    vat_loss,
     vicreg_loss,
 )
 from speechbrain_ssv.utils.errors import HparamsError

@@ -93,7 +93,7 @@ class ClusteringMLP(torch.nn.Module):
         return_hidden : bool
             Also return the last hidden layer's output (the input of
             ``output``), e.g. for
-            :func:`speechbrain_ssv.losses.clustering.supcon_loss_low_rank`.
+            :func:`speechbrain_ssv.losses.contrastive.supcon_loss_low_rank`.
 
         Returns
         -------

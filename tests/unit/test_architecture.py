@@ -130,3 +130,16 @@ def test_the_layers_match_architecture_md():
         assert f"| {layer} | `{part}` |" in text, (
             f"ARCHITECTURE.md's layer table has no row '| {layer} | `{part}` |'"
         )
+
+
+def test_no_module_over_800_lines():
+    """Small modules named for what they hold: one that passes 800 lines
+    is split (ARCHITECTURE.md, "Size")."""
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(
+            path.read_text(encoding="utf-8").splitlines()
+        )
+        for path in PACKAGE.rglob("*.py")
+    }
+    long = {name: n for name, n in sizes.items() if n > 800}
+    assert not long, f"split these modules (lines): {long}"

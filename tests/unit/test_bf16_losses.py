@@ -43,6 +43,7 @@ from speechbrain_ssv.losses import (
     club,
     clustering,
     common,
+    contrastive,
     margins,
     mixap,
     sdpn,
@@ -290,14 +291,14 @@ CASES = [
         "supcon_loss",
         [(12, 2, 6)],
         lambda x: (x,),
-        lambda x: clustering.supcon_loss(x, _labels(12), temperature=0.1),
+        lambda x: contrastive.supcon_loss(x, _labels(12), temperature=0.1),
         LOOSE_TOL,
     ),
     (
         "supcon_loss_low_rank",
         [(12, 5), (20, 5), (20,)],
         lambda h, w, b: (h, w, b),
-        lambda h, w, b: clustering.supcon_loss_low_rank(
+        lambda h, w, b: contrastive.supcon_loss_low_rank(
             h, w, b, _labels(12), temperature=0.1
         ),
         LOOSE_TOL,
@@ -306,14 +307,14 @@ CASES = [
         "info_nce_loss",
         [(8, 6), (8, 6)],
         lambda a, b: (a, b),
-        lambda a, b: clustering.info_nce_loss(a, b, temperature=0.1),
+        lambda a, b: contrastive.info_nce_loss(a, b, temperature=0.1),
         LOOSE_TOL,
     ),
     (
         "vicreg_loss",
         [(8, 6), (8, 6)],
         lambda a, b: (a, b),
-        clustering.vicreg_loss,
+        contrastive.vicreg_loss,
         LOOSE_TOL,
     ),
     (

@@ -14,16 +14,18 @@ from speechbrain_ssv.losses.clustering import (
     categorical_kl,
     conditional_entropy,
     imsat_loss,
-    info_nce_loss,
     knn_radius,
     marginal_entropy,
     marginal_entropy_surrogate,
-    supcon_loss,
-    supcon_loss_low_rank,
     vat_loss,
     vat_perturbation,
-    vicreg_loss,
     virtual_mixup_loss,
+)
+from speechbrain_ssv.losses.contrastive import (
+    info_nce_loss,
+    supcon_loss,
+    supcon_loss_low_rank,
+    vicreg_loss,
 )
 
 

@@ -165,6 +165,7 @@ def build_brain(
         "koleo_reduction": "sum", "pair_reduction": "mean", "grad_clip_per_tensor": 3.0,
         "collapse_min_perplexity": 2.0, "collapse_min_std": 0.05, "spec_augment_prob": 0.2,
         "time_mask": SpectrogramDrop(0, 10, 1, 1, dim=1), "freq_mask": SpectrogramDrop(0, 6, 1, 1, dim=2),
+        "clip_prototypes": False, "augment_global": False, "wav_augment": None,
     }  # fmt: skip
     run_opts = {"device": device, "precision": precision, "noprogressbar": True}
     if compile_keys:

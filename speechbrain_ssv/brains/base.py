@@ -18,6 +18,7 @@ from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_ssv.eval.report import method_label, plot_title
 from speechbrain_ssv.eval.verification import evaluate_verification
+from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.precision import first_nonfinite_key
 
 
@@ -130,6 +131,55 @@ def first_nonfinite(modules):
     return None
 
 
+def check_method_hparams(hparams, method_hparams):
+    """Check the yaml's ``method`` and the settings only that method reads.
+
+    A Brain that runs one of several methods (SDPN or DINO; AP, i-AP or
+    l-AP) reads some settings in one method only: the yaml of that method
+    lists them, the others need not (the import test
+    ``test_every_hparams_key_read_is_in_the_yaml`` reads this table too).
+    Checking them when the Brain is built turns a forgotten key into one
+    error naming it, not an ``AttributeError`` hours into training.
+
+    Arguments
+    ---------
+    hparams : types.SimpleNamespace | dict
+        The Brain's hparams.
+    method_hparams : dict
+        ``method -> tuple of the keys only that method reads``.
+
+    Returns
+    -------
+    str
+        The method.
+
+    Example
+    -------
+    >>> table = {"sdpn": ("sharpen_temp",), "dino": ()}
+    >>> check_method_hparams({"method": "dino"}, table)
+    'dino'
+    >>> check_method_hparams({"method": "sdpn"}, table)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.HparamsError: sharpen_temp: missing; method 'sdpn' reads it (list it in the yaml)
+    """
+    keys = hparams if isinstance(hparams, dict) else vars(hparams)
+    method = keys.get("method")
+    if method not in method_hparams:
+        raise HparamsError(
+            "method", f"is {method!r}; expected one of {tuple(method_hparams)}"
+        )
+    missing = [k for k in method_hparams[method] if k not in keys]
+    if missing:
+        raise HparamsError(
+            ", ".join(missing),
+            f"missing; method {method!r} reads "
+            f"{'it' if len(missing) == 1 else 'them'} (list "
+            f"{'it' if len(missing) == 1 else 'them'} in the yaml)",
+        )
+    return method
+
+
 class TrainingDivergedError(RuntimeError):
     """The model's weights became NaN/inf during training."""
 
@@ -182,8 +232,9 @@ class LoaderOptionsMixin:
 class VerificationBrain(LoaderOptionsMixin, sb.Brain):
     """Base Brain with an ``encode`` pipeline and trial-list evaluation.
 
-    Hparams it reads (all optional unless verification is wanted):
-    ``verification_file`` (trial list), ``test_annotation`` (CSV of the
+    Hparams it reads, all required (the recipe yaml lists each; there are
+    no code defaults): ``verification_file`` (trial list; empty or ``null``
+    disables the periodic evaluation), ``test_annotation`` (CSV of the
     trial utterances), ``verify_every`` (epochs between evaluations; 0
     disables), ``verify_batch_size``, ``output_folder``.
     """
@@ -250,8 +301,8 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
         bool
             Whether to run verification now.
         """
-        every = getattr(self.hparams, "verify_every", 0) or 0
-        if every <= 0 or not getattr(self.hparams, "verification_file", None):
+        every = self.hparams.verify_every
+        if not every or every <= 0 or not self.hparams.verification_file:
             return False
         last = epoch == self.hparams.epoch_counter.limit
         return last or epoch % every == 0
@@ -304,7 +355,7 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
                 out_dir,
                 model_tag=model_tag,
                 title=title or method_label(self),
-                batch_size=getattr(self.hparams, "verify_batch_size", 8),
+                batch_size=self.hparams.verify_batch_size,
                 device=self.device,
                 progress=not getattr(self, "noprogressbar", False),
             )

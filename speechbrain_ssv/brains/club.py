@@ -107,8 +107,8 @@ class DisentangleBrain(VerificationBrain):
     :func:`~speechbrain_ssv.brains.club_setup.resolve_weights`),
     ``estimator_opt_class`` (one optimizer per estimator is built from it),
     ``estimator_steps`` (``M``),
-    ``train_idle_estimators``, ``wav_augment`` (optional; must keep the
-    batch size), ``error_stats``, ``train_logger``, ``epoch_counter``,
+    ``train_idle_estimators``, ``wav_augment`` (``null`` for none; must
+    keep the batch size), ``error_stats``, ``train_logger``, ``epoch_counter``,
     ``lr_annealing`` and the verification keys of
     :class:`~speechbrain_ssv.brains.base.VerificationBrain`. Batches hold
     ``sig``, ``spk_id_encoded`` and ``device_encoded``.
@@ -141,8 +141,8 @@ class DisentangleBrain(VerificationBrain):
                 "modules", f"lacks {missing}; DisentangleBrain needs them all"
             )
         self.weights = resolve_weights(
-            getattr(self.hparams, "table1_row", None),
-            getattr(self.hparams, "loss_weights", None),
+            self.hparams.table1_row,
+            self.hparams.loss_weights,
         )
         self.embedding_branch = "speaker"
         self.estimator_optimizers = {}
@@ -278,7 +278,7 @@ class DisentangleBrain(VerificationBrain):
         wavs, lens = batch.sig
         y_s = batch.spk_id_encoded[0].reshape(-1)
         y_d = batch.device_encoded[0].reshape(-1)
-        augment = getattr(self.hparams, "wav_augment", None)
+        augment = self.hparams.wav_augment
         if stage == sb.Stage.TRAIN and augment is not None:
             n = wavs.shape[0]
             wavs, lens = augment(wavs, lens)
@@ -312,7 +312,7 @@ class DisentangleBrain(VerificationBrain):
         list of str
             Module keys.
         """
-        idle = getattr(self.hparams, "train_idle_estimators", True)
+        idle = self.hparams.train_idle_estimators
         return [
             k
             for k, (term, _, _) in ESTIMATORS.items()
@@ -354,7 +354,7 @@ class DisentangleBrain(VerificationBrain):
             if k in ("x_s", "x_d", "y_s", "y_d")
         }
         pairs = self._estimator_pairs(detached)
-        steps = int(getattr(self.hparams, "estimator_steps", 1))
+        steps = int(self.hparams.estimator_steps)
         if steps < 1:
             raise HparamsError("estimator_steps", f"is {steps}; expected >= 1")
         params = [p for k in keys for p in self.modules[k].parameters()]
@@ -599,7 +599,7 @@ class DisentangleBrain(VerificationBrain):
         ]
         if self.opt_class is None:
             raise HparamsError("opt_class", "is missing; pass it to the Brain")
-        if getattr(self.hparams, "estimator_opt_class", None) is None:
+        if self.hparams.estimator_opt_class is None:
             raise HparamsError(
                 "estimator_opt_class",
                 "is missing; give a partial optimizer (e.g. "

@@ -18,7 +18,11 @@ import logging
 import speechbrain as sb
 import torch
 
-from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.brains.base import (
+    VerificationBrain,
+    check_method_hparams,
+    unwrap,
+)
 from speechbrain_ssv.lobes.vae import segment_features
 from speechbrain_ssv.losses.common import (
     angular_prototypical_loss,
@@ -31,7 +35,14 @@ from speechbrain_ssv.losses.mixap import imix_loss
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("ap", "imix", "lmix")
+#: Settings only some methods read (the others' yamls need not list them):
+#: i-AP and l-AP weigh their unmixed queries with ``ap_weight``, and only
+#: l-AP's recipe loads the VAE. Every other key the Brain reads is required.
+METHOD_HPARAMS = {
+    "ap": (),
+    "imix": ("ap_weight",),
+    "lmix": ("ap_weight", "vae", "vae_path"),
+}
 
 
 class MixAPBrain(VerificationBrain):
@@ -63,19 +74,17 @@ class MixAPBrain(VerificationBrain):
             for p in modules["vae"].parameters():
                 p.requires_grad_(False)
         super().__init__(modules, *args, **kwargs)
-        method = self.hparams.method
-        if method not in METHODS:
-            raise ValueError(f"method={method!r}; expected one of {METHODS}")
+        method = check_method_hparams(self.hparams, METHOD_HPARAMS)
         if method == "lmix" and "vae" not in self.modules:
             raise ValueError(
                 "method 'lmix' needs a pre-trained VAE in modules['vae'] "
                 "(train it with recipes/VoxCeleb/MixAP/train_vae.py)"
             )
-        w = float(getattr(self.hparams, "ap_weight", 0.0) or 0.0)
+        # Plain AP has no unmixed queries to add.
+        w = 0.0 if method == "ap" else float(self.hparams.ap_weight)
         if w < 0:
             raise ValueError(f"ap_weight={w}; expected >= 0")
-        # Plain AP has no unmixed queries to add.
-        self._ap_w = 0.0 if method == "ap" else w
+        self._ap_w = w
         self._reset_monitor()
 
     # ---------------------------------------------------------------- inputs
@@ -151,9 +160,7 @@ class MixAPBrain(VerificationBrain):
         """
         batch = batch.to(self.device)
         training = stage == sb.Stage.TRAIN
-        augment = (
-            getattr(self.hparams, "wav_augment", None) if training else None
-        )
+        augment = self.hparams.wav_augment if training else None
         q_wavs, q_lens = batch.view0
         a_wavs, a_lens = batch.view1
         q_feats = self._segment_features(q_wavs, q_lens, augment)
@@ -204,7 +211,7 @@ class MixAPBrain(VerificationBrain):
             The loss.
         """
         anchors, offset = predictions["anchor"], 0
-        if getattr(self.hparams, "gather_negatives", True):
+        if self.hparams.gather_negatives:
             anchors, offset = gather_with_grad(anchors)
         logits = self.modules.ap_scale(predictions["query"], anchors)
         if self.hparams.method == "ap":

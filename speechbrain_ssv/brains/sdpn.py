@@ -17,7 +17,11 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_ssv.brains.base import VerificationBrain, unwrap
+from speechbrain_ssv.brains.base import (
+    VerificationBrain,
+    check_method_hparams,
+    unwrap,
+)
 from speechbrain_ssv.lobes.teacher import cosine_momentum
 from speechbrain_ssv.losses.sdpn import (
     all_reduce_sum,
@@ -28,7 +32,18 @@ from speechbrain_ssv.losses.sdpn import (
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("sdpn", "dino")
+#: Settings only one of the two methods reads (the other's yaml need not
+#: list them); every other key the Brain reads is required in both.
+METHOD_HPARAMS = {
+    "sdpn": (
+        "sharpen_temp", "sinkhorn_iters", "memax_weight", "koleo_weight",
+        "koleo_reduction", "pair_reduction", "clip_prototypes",
+    ),
+    "dino": (
+        "warmup_teacher_temp", "warmup_teacher_temp_steps",
+        "freeze_last_layer_steps",
+    ),
+}  # fmt: skip
 
 
 class SDPNBrain(VerificationBrain):
@@ -69,10 +84,7 @@ class SDPNBrain(VerificationBrain):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.hparams.method not in METHODS:
-            raise ValueError(
-                f"method={self.hparams.method!r}; expected one of {METHODS}"
-            )
+        check_method_hparams(self.hparams, METHOD_HPARAMS)
         self._reset_monitor()
 
     # ------------------------------------------------------------------ views
@@ -98,12 +110,12 @@ class SDPNBrain(VerificationBrain):
         masks = [
             m
             for m in (
-                getattr(self.hparams, "time_mask", None),
-                getattr(self.hparams, "freq_mask", None),
+                self.hparams.time_mask,
+                self.hparams.freq_mask,
             )
             if m is not None
         ]
-        prob = getattr(self.hparams, "spec_augment_prob", 1.0)
+        prob = self.hparams.spec_augment_prob
         if not masks or prob <= 0:
             return feats
         masked = feats
@@ -132,12 +144,8 @@ class SDPNBrain(VerificationBrain):
         """
         batch = batch.to(self.device)
         training = stage == sb.Stage.TRAIN
-        augment = (
-            getattr(self.hparams, "wav_augment", None) if training else None
-        )
-        g_augment = (
-            augment if getattr(self.hparams, "augment_global", False) else None
-        )
+        augment = self.hparams.wav_augment if training else None
+        g_augment = augment if self.hparams.augment_global else None
         g_wavs, g_lens = self._stack_views(
             batch, "global", self.hparams.n_global, g_augment
         )
@@ -397,9 +405,7 @@ class SDPNBrain(VerificationBrain):
         first ``freeze_last_layer_steps`` steps."""
         clip = self.hparams.grad_clip_per_tensor
         skip = set()
-        if "prototypes" in self.modules and not getattr(
-            self.hparams, "clip_prototypes", False
-        ):
+        if "prototypes" in self.modules and not self.hparams.clip_prototypes:
             skip = {id(p) for p in self.modules.prototypes.parameters()}
         if clip:
             grads = [
@@ -416,8 +422,9 @@ class SDPNBrain(VerificationBrain):
                     torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms
                 ]
                 torch._foreach_mul_(grads, scales)
-        if self.hparams.method == "dino" and self.optimizer_step < getattr(
-            self.hparams, "freeze_last_layer_steps", 0
+        if (
+            self.hparams.method == "dino"
+            and self.optimizer_step < self.hparams.freeze_last_layer_steps
         ):
             last = unwrap(self.modules.projector).last_layer
             if last is not None:

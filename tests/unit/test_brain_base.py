@@ -29,7 +29,7 @@ def test_verify_tag_changes_with_weights(monkeypatch, tmp_path):
     }
     brain = base.VerificationBrain(
         modules=mods,
-        hparams={"verification_file": "t.txt"},
+        hparams={"verification_file": "t.txt", "verify_batch_size": 8},
         run_opts={"device": "cpu"},
     )
     brain._test_utts = {}
@@ -82,7 +82,7 @@ def test_diverged_model_is_reported_as_divergence(monkeypatch, tmp_path):
     }
     brain = base.VerificationBrain(
         modules=mods,
-        hparams={"verification_file": "t.txt"},
+        hparams={"verification_file": "t.txt", "verify_batch_size": 8},
         run_opts={"device": "cpu"},
     )
     with torch.no_grad():

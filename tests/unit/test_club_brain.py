@@ -116,6 +116,9 @@ def make_brain(tmp_path, row=6, weights=None, seed=0, epochs=1, save="save"):
         "epoch_counter": counter,
         "output_folder": str(tmp_path),
         "verify_every": 0,
+        "verification_file": None,
+        "verify_batch_size": 8,
+        "wav_augment": None,
     }
     brain = DisentangleBrain(
         modules=modules,

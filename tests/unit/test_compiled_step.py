@@ -162,6 +162,13 @@ def _sdpn(method):
         "warmup_teacher_temp_steps": 4,
         "freeze_last_layer_steps": 0,
         "grad_clip_per_tensor": 3.0,
+        # Every SDPN/DINO yaml lists these (null: off).
+        "wav_augment": None,
+        "augment_global": False,
+        "time_mask": None,
+        "freq_mask": None,
+        "spec_augment_prob": 0.2,
+        "clip_prototypes": False,
     }
     g = torch.Generator().manual_seed(1)
     batch = PaddedBatch(
@@ -205,6 +212,8 @@ def _mixap():
         "ap_weight": 0.5,
         "time_mask": None,
         "ceps_mask": None,
+        "wav_augment": None,
+        "gather_negatives": True,
     }
     g = torch.Generator().manual_seed(1)
     batch = PaddedBatch(
@@ -265,6 +274,9 @@ def _disentangle():
         "table1_row": 6,
         "estimator_opt_class": functools.partial(torch.optim.SGD, lr=0.01),
         "estimator_steps": 2,
+        "loss_weights": None,
+        "train_idle_estimators": True,
+        "wav_augment": None,
     }
     keys = ["embedding_model", "decoupling", "spk_classifier", "dev_classifier"]
     batch = _labelled_batch(pairs=True)

@@ -11,10 +11,11 @@ from speechbrain_ssv.brains.mixap import MixAPBrain
 from speechbrain_ssv.lobes.heads import AngularScale
 from speechbrain_ssv.losses.common import angular_prototypical_loss
 from speechbrain_ssv.losses.mixap import imix_loss
+from speechbrain_ssv.utils.errors import HparamsError
 
 
 def _brain(method, ap_weight=None):
-    hparams = {"method": method, "gather_negatives": True}
+    hparams = {"method": method, "gather_negatives": True, "wav_augment": None}
     if ap_weight is not None:
         hparams["ap_weight"] = ap_weight
     modules = {"ap_scale": AngularScale(init_scale=10.0, init_bias=-5.0)}
@@ -52,8 +53,8 @@ def test_ap_weight_adds_plain_ap_of_the_clean_queries():
     assert torch.allclose(loss, mixed + 0.5 * plain)
 
 
-def test_default_is_the_papers_objective():
-    brain = _brain("imix")
+def test_zero_ap_weight_is_the_papers_objective():
+    brain = _brain("imix", ap_weight=0.0)
     pred = _predictions(clean=False)
     scale = brain.modules.ap_scale
     mixed = imix_loss(
@@ -61,6 +62,14 @@ def test_default_is_the_papers_objective():
     )
     assert torch.allclose(brain.compute_objectives(pred, None, "TEST"), mixed)
     assert brain._ap_weight() == 0.0
+
+
+def test_method_settings_are_required():
+    """i-AP reads ap_weight: a yaml without it is one error naming the key
+    (no code default); plain AP does not read it."""
+    with pytest.raises(HparamsError, match="ap_weight: missing; method 'imix'"):
+        _brain("imix")
+    assert _brain("ap")._ap_weight() == 0.0
 
 
 def test_ap_weight_is_ignored_for_plain_ap_and_refused_negative():
@@ -106,6 +115,7 @@ def test_forward_embeds_unmixed_queries_only_when_weighted(ap_weight):
         "fold_lambda": False,
         "n_frames": n_frames,
         "ap_weight": ap_weight,
+        "wav_augment": None,
         # every MixAP yaml names both (null: no cepsaugment)
         "time_mask": None,
         "ceps_mask": None,

@@ -34,6 +34,7 @@ def test_verification_stats_unit_and_title(monkeypatch, tmp_path):
             "verification_file": "t.txt",
             "verify_every": 1,
             "method": "sdpn",
+            "verify_batch_size": 8,
             "output_folder": str(tmp_path),
             "epoch_counter": SimpleNamespace(limit=10),
         },

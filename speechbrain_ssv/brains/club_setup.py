@@ -10,12 +10,15 @@ Authors
 
 import os
 
-import torch
-
 from speechbrain_ssv.brains.base import unwrap
 from speechbrain_ssv.losses.club import PAPER_WEIGHTS, table1_weights
 from speechbrain_ssv.utils.checkpoints import find_checkpoint
 from speechbrain_ssv.utils.errors import HparamsError, SSVInputError
+from speechbrain_ssv.utils.pretrained import (
+    PretrainedWeightsError,
+    StrictTransfer,
+    strict_pretrainer,
+)
 
 __all__ = [
     "load_pretrained_frontend",
@@ -110,8 +113,10 @@ def load_pretrained_frontend(module, path):
     with the lowest ``ErrorRate``, else the latest). DDP's ``module.``
     prefix is stripped, and so is ``frontend.`` (an export of this recipe,
     whose encoder wraps front-end and decoupling block; only the front-end
-    is taken). Loading is strict: SpeechBrain's non-strict loading would
-    leave a mis-keyed model random with only a warning.
+    is taken). The file is loaded by SpeechBrain's ``Pretrainer`` with the
+    strict hook of :mod:`speechbrain_ssv.utils.pretrained`: SpeechBrain's
+    own non-strict transfer would leave a mis-keyed model random with only
+    a warning.
 
     Arguments
     ---------
@@ -125,49 +130,43 @@ def load_pretrained_frontend(module, path):
     str
         The file that was loaded.
 
+    Raises
+    ------
+    HparamsError
+        Naming ``pretrained_frontend`` and the file: no such file or
+        folder, not a state dict, or a file that does not fit ``module``.
+
     Example
     -------
+    >>> import torch
     >>> src, dst = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     >>> p = os.path.join(getfixture("tmpdir"), "f.ckpt")
     >>> torch.save({"module." + k: v for k, v in src.state_dict().items()}, p)
     >>> load_pretrained_frontend(dst, p) == p, torch.equal(dst.weight, src.weight)
     (True, True)
+    >>> load_pretrained_frontend(torch.nn.Linear(2, 3), p)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.HparamsError: pretrained_frontend: ...f.ckpt: does not fit this Linear: shape mismatches (2): [...]; pre-train with the same front-end settings ...
     """
     path = os.fspath(path)
     state_file = _frontend_state_file(path)
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise HparamsError(
-            f"pretrained_frontend: {state_file}", "is not a state_dict"
-        )
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if state and all(k.startswith("frontend.") for k in state):
-        state = {k.removeprefix("frontend."): v for k, v in state.items()}
-    elif any(k.startswith("frontend.") for k in state):
-        state = {
-            k.removeprefix("frontend."): v
-            for k, v in state.items()
-            if k.startswith("frontend.")
-        }
-    target = unwrap(module)
-    own = target.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
+    hook = StrictTransfer(
+        prefix="frontend.",
+        hint="pre-train with the same front-end settings (e.g. "
+        "recipes/VoxCeleb/Supervised/hparams/mfa_conformer_minivox.yaml "
+        "for club_minivox.yaml)",
     )
-    if missing or unexpected or shapes:
+    pretrainer = strict_pretrainer(
+        {"embedding_model": unwrap(module)},
+        {"embedding_model": state_file},
+        hook=hook,
+    )
+    try:
+        pretrainer.collect_files()
+        pretrainer.load_collected()
+    except PretrainedWeightsError as err:
         raise HparamsError(
-            f"pretrained_frontend: {state_file}",
-            f"does not fit the recipe's embedding_model "
-            f"({type(target).__name__}): missing {missing[:3]} "
-            f"({len(missing)}), unexpected {unexpected[:3]} "
-            f"({len(unexpected)}), shapes {shapes[:3]} ({len(shapes)}). "
-            "Pre-train with the same front-end settings (e.g. "
-            "recipes/VoxCeleb/Supervised/hparams/mfa_conformer_minivox.yaml "
-            "for club_minivox.yaml)",
-        )
-    target.load_state_dict(state, strict=True)
+            f"pretrained_frontend: {err.where}", err.problem
+        ) from None
     return state_file

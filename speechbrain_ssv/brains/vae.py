@@ -10,7 +10,10 @@ one.
 The exported file is the bare ``state_dict`` of
 :class:`~speechbrain_ssv.lobes.vae.ConvVAE`, loadable with
 ``speechbrain.utils.parameter_transfer.Pretrainer(loadables={"vae": vae},
-paths={"vae": <file>})`` or :func:`load_exported_vae` (strict).
+paths={"vae": <file>})`` (add ``custom_hooks={"vae":
+StrictTransfer(check_integer_buffers=True)}`` from
+:mod:`speechbrain_ssv.utils.pretrained` to make it strict) or
+:func:`load_exported_vae` (strict).
 
 Authors
  * speechbrain-ssv developers 2026
@@ -29,6 +32,7 @@ from speechbrain_ssv.eval.mixing import plot_reconstructions
 from speechbrain_ssv.lobes.vae import segment_features
 from speechbrain_ssv.losses.vae import elbo_loss
 from speechbrain_ssv.utils.io import save_torch
+from speechbrain_ssv.utils.pretrained import StrictTransfer, strict_pretrainer
 
 logger = get_logger(__name__)
 
@@ -66,8 +70,14 @@ def export_vae(vae, path):
 
 def load_exported_vae(vae, path):
     """Load a file written by :func:`export_vae` into ``vae``, strictly:
-    a file for another architecture (other keys or shapes) is an error that
-    names the file, never a silently half-random model.
+    a file for another architecture (other keys, shapes or time strides) is
+    an error that names the file, never a silently half-random model.
+
+    The file is loaded by SpeechBrain's ``Pretrainer`` with the strict hook
+    of :mod:`speechbrain_ssv.utils.pretrained` (SpeechBrain's own transfer
+    is non-strict and only warns), which also compares the integer buffers:
+    ``ConvVAE.time_strides`` records an architecture that the parameter
+    shapes alone may not tell apart.
 
     Arguments
     ---------
@@ -82,6 +92,12 @@ def load_exported_vae(vae, path):
     torch.nn.Module
         ``vae`` with the weights loaded.
 
+    Raises
+    ------
+    speechbrain_ssv.utils.pretrained.PretrainedWeightsError
+        (a ``ValueError``) naming the file: missing, not a state dict, or
+        not fitting ``vae``.
+
     Example
     -------
     >>> from speechbrain_ssv.lobes.vae import ConvVAE
@@ -91,51 +107,15 @@ def load_exported_vae(vae, path):
     >>> load_exported_vae(ConvVAE(**small, channels=(4, 6)), p)
     Traceback (most recent call last):
     ...
-    ValueError: ...v.ckpt: does not fit this ConvVAE (shape mismatch: encoder.1.weight [8, 4, 3, 3] in the file, [6, 4, 3, 3] in the model; ...; 4 more); build the ConvVAE with the hparams it was trained with
+    speechbrain_ssv.utils.pretrained.PretrainedWeightsError: ...v.ckpt: does not fit this ConvVAE: shape mismatches (7): [encoder.1.weight [8, 4, 3, 3] in the file, [6, 4, 3, 3] in the model; ...]; build the ConvVAE with the hparams it was trained with
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: exported VAE does not exist")
-    state = torch.load(path, map_location="cpu")
-    if not isinstance(state, dict) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ValueError(
-            f"{path}: expected a ConvVAE state_dict (written by export_vae), "
-            f"got a {type(state).__name__}"
-        )
-    model = unwrap(vae)
-    own = model.state_dict()
-    problems = []
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    problems += [
-        f"shape mismatch: {k} {list(state[k].shape)} in the file, "
-        f"{list(v.shape)} in the model"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    # Integer buffers hold the architecture (ConvVAE.time_strides): equal
-    # shapes are not enough there, the values must agree too.
-    problems += [
-        f"{k} {state[k].tolist()} in the file, {v.tolist()} in the model"
-        for k, v in own.items()
-        if k in state
-        and state[k].shape == v.shape
-        and not v.is_floating_point()
-        and not torch.equal(state[k], v)
-    ]
-    if problems:
-        more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise ValueError(
-            f"{path}: does not fit this ConvVAE ({'; '.join(problems[:3])}"
-            f"{more}); build the ConvVAE with the hparams it was trained with"
-        )
-    model.load_state_dict(state, strict=True)
+    hook = StrictTransfer(
+        check_integer_buffers=True,
+        hint="build the ConvVAE with the hparams it was trained with",
+    )
+    pretrainer = strict_pretrainer({"vae": unwrap(vae)}, {"vae": path}, hook)
+    pretrainer.collect_files()
+    pretrainer.load_collected()
     return vae
 
 

@@ -42,7 +42,6 @@ import os
 
 import numpy as np
 import speechbrain as sb
-import torch
 from speechbrain.utils.distributed import (
     ddp_barrier,
     if_main_process,
@@ -88,6 +87,7 @@ from speechbrain_ssv.utils.distributed import run_recipe
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import atomic_path, file_digest, write_json
+from speechbrain_ssv.utils.pretrained import load_strict
 from speechbrain_ssv.utils.stages import (
     begin_stage,
     finish_stage,
@@ -578,6 +578,33 @@ def round_hparams(hparams_file, overrides, first, rnd):
     return hp
 
 
+def init_from_previous_round(model, state_file, rnd):
+    """Start round ``rnd``'s encoder from the previous round's export
+    (``finetune_rounds``), strictly: all of it, or one error naming the file
+    (never a half-random encoder).
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The bare ``embedding_model`` of round ``rnd``.
+    state_file : str
+        ``embedding_model.ckpt`` of round ``rnd - 1``'s export.
+    rnd : int
+        The round being trained (>= 2).
+
+    Returns
+    -------
+    str
+        ``state_file``.
+    """
+    return load_strict(
+        model,
+        state_file,
+        hint=f"round {rnd - 1}'s export must hold this embedding_model; "
+        f"set finetune_rounds: False to train round {rnd} from scratch",
+    )
+
+
 def train_stage(hparams, run_opts, hparams_file, hp, rnd, pl, prev_export):
     """Stage 3 of round ``rnd``: train, verify, export. Returns the stage
     record's info (metrics, export folder)."""
@@ -621,8 +648,8 @@ def train_stage(hparams, run_opts, hparams_file, hp, rnd, pl, prev_export):
         recoverables=dict(hp["checkpointer"].recoverables),
     )
     if init is not None and checkpointer.find_checkpoint() is None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        hp["embedding_model"].load_state_dict(state, strict=True)
+        # A resumed run restores its own checkpoint in fit() instead.
+        init_from_previous_round(hp["embedding_model"], init, rnd)
     brain = PseudoLabelBrain(
         modules=hp["modules"],
         opt_class=hp["opt_class"],

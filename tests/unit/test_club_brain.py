@@ -116,6 +116,7 @@ def make_brain(tmp_path, row=6, weights=None, seed=0, epochs=1, save="save"):
         "epoch_counter": counter,
         "output_folder": str(tmp_path),
         "verify_every": 0,
+        "lr_annealing": None,  # the optimizer's rate throughout
     }
     brain = DisentangleBrain(
         modules=modules,

@@ -20,6 +20,7 @@ from speechbrain_ssv.eval.report import method_label, plot_title
 from speechbrain_ssv.eval.verification import evaluate_verification
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.precision import first_nonfinite_key
+from speechbrain_ssv.utils.schedulers import EPOCH_CLOCK, StepSchedule
 
 
 def unwrap(module):
@@ -229,7 +230,167 @@ class LoaderOptionsMixin:
         )
 
 
-class VerificationBrain(LoaderOptionsMixin, sb.Brain):
+class LRAnnealingMixin:
+    """Applies the recipe's learning-rate schedule, ``hparams.lr_annealing``
+    (mixed into every Brain of the package that trains with one optimizer,
+    before ``sb.Brain``): the one place a learning rate is scheduled.
+
+    ``lr_annealing`` is a required key. It is one of:
+
+    * a :class:`~speechbrain_ssv.utils.schedulers.StepSchedule` following
+      the step clock: set before every optimizer step from
+      ``optimizer_step``;
+    * a ``StepSchedule`` following the epoch clock (e.g.
+      ``EpochDecayScheduler`` without ``steps_per_epoch``): set for the whole
+      training epoch ``e`` from ``e - 1`` finished epochs, read from
+      ``hparams.epoch_counter``;
+    * a SpeechBrain per-batch scheduler (an ``on_batch_end(optimizer)``
+      method, e.g. ``CyclicLRScheduler``): stepped after every optimizer
+      step; its own counter resumes when it is among the checkpointer's
+      recoverables, as the recipe yamls list it;
+    * ``null``: no schedule, the optimizer keeps the rate of ``opt_class``.
+
+    Brain checkpoints ``optimizer_step`` and the recipes the epoch counter,
+    so the first two are pure functions of checkpointed state and a resumed
+    run continues them exactly.
+
+    Example
+    -------
+    >>> from speechbrain.utils.epoch_loop import EpochCounter
+    >>> from speechbrain_ssv.utils.schedulers import EpochDecayScheduler
+    >>> class Tiny(LRAnnealingMixin, sb.Brain):
+    ...     def compute_forward(self, batch, stage):
+    ...         return self.modules.lin(batch)
+    ...     def compute_objectives(self, out, batch, stage):
+    ...         self.lrs.append(self.optimizer.param_groups[0]["lr"])
+    ...         return out.pow(2).mean()
+    >>> counter = EpochCounter(3)
+    >>> brain = Tiny(
+    ...     {"lin": torch.nn.Linear(1, 1)},
+    ...     lambda params: torch.optim.SGD(params, lr=0.1),
+    ...     hparams={
+    ...         "lr_annealing": EpochDecayScheduler(0.1, 0.5, steps_per_epoch=None),
+    ...         "epoch_counter": counter,
+    ...     },
+    ...     run_opts={"noprogressbar": True},
+    ... )
+    >>> brain.lrs = []
+    >>> brain.fit(counter, [torch.ones(1)] * 2)
+    >>> brain.lrs
+    [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    >>> Tiny({}, hparams={"kl_beta": 1.0}).lr_schedule()
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.HparamsError: lr_annealing: missing; ...
+    """
+
+    def lr_schedule(self):
+        """The validated ``hparams.lr_annealing``.
+
+        Returns
+        -------
+        StepSchedule | object | None
+            The schedule (``None``: the optimizer's own rate throughout).
+
+        Raises
+        ------
+        HparamsError
+            When the key is missing or names something that is no schedule.
+        """
+        try:
+            sched = self.hparams.lr_annealing
+        except AttributeError:
+            raise HparamsError(
+                "lr_annealing",
+                "missing; expected the learning-rate schedule in the recipe "
+                "yaml (lr_annealing: !new:speechbrain_ssv.utils.schedulers."
+                "WarmupCosineScheduler, EpochDecayScheduler, "
+                "CosineRestartScheduler, or a SpeechBrain scheduler with "
+                "on_batch_end such as CyclicLRScheduler), or null for the "
+                "optimizer's own learning rate",
+            ) from None
+        if sched is None or isinstance(sched, StepSchedule):
+            return sched
+        if not callable(getattr(sched, "on_batch_end", None)):
+            raise HparamsError(
+                "lr_annealing",
+                f"is a {type(sched).__name__}, which is neither a "
+                "speechbrain_ssv.utils.schedulers.StepSchedule nor a "
+                "per-batch scheduler with on_batch_end(optimizer); epoch "
+                "schedules are EpochDecayScheduler(steps_per_epoch=null)",
+            )
+        return sched
+
+    def epochs_finished(self):
+        """Training epochs finished before the current one (the epoch
+        clock).
+
+        The epoch is read from the counter rather than passed down from
+        ``on_stage_start``, which every Brain overrides for its own
+        bookkeeping.
+
+        Returns
+        -------
+        int
+            ``epoch_counter.current - 1`` during a training epoch.
+        """
+        try:
+            counter = self.hparams.epoch_counter
+        except AttributeError:
+            raise HparamsError(
+                "epoch_counter",
+                "missing; an lr_annealing on the epoch clock reads the "
+                "current epoch from it",
+            ) from None
+        return max(int(counter.current) - 1, 0)
+
+    def on_fit_start(self):
+        """Check ``lr_annealing`` before anything is built or recovered."""
+        self.lr_schedule()
+        super().on_fit_start()
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Set the learning rate of the batch about to be trained on.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        should_step : bool
+            Whether the optimizer steps after this batch.
+        """
+        sched = self.lr_schedule()
+        if not isinstance(sched, StepSchedule):
+            return
+        if sched.clock == EPOCH_CLOCK:
+            sched(self.optimizer, self.epochs_finished())
+        elif should_step:
+            sched(self.optimizer, self.optimizer_step)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Step a SpeechBrain per-batch scheduler after an optimizer step.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        outputs : object
+            Forward outputs.
+        loss : torch.Tensor
+            The loss.
+        should_step : bool
+            Whether the optimizer stepped.
+        """
+        sched = self.lr_schedule()
+        if (
+            should_step
+            and sched is not None
+            and not isinstance(sched, StepSchedule)
+        ):
+            sched.on_batch_end(self.optimizer)
+
+
+class VerificationBrain(LRAnnealingMixin, LoaderOptionsMixin, sb.Brain):
     """Base Brain with an ``encode`` pipeline and trial-list evaluation.
 
     Hparams it reads, all required (the recipe yaml lists each; there are
@@ -429,47 +590,6 @@ class VerificationBrain(LoaderOptionsMixin, sb.Brain):
                     )
             return
         super()._wrap_distributed()
-
-    def on_fit_batch_start(self, batch, should_step):
-        """Set the learning rate of the step about to happen.
-
-        Step-indexed schedules (``WarmupCosineScheduler``) are pure functions
-        of ``optimizer_step``, which Brain checkpoints, so a resumed run
-        continues the schedule exactly. SpeechBrain's own per-batch
-        schedulers (``on_batch_end``) are stepped in ``on_fit_batch_end``.
-
-        Arguments
-        ---------
-        batch : PaddedBatch
-            The batch.
-        should_step : bool
-            Whether the optimizer steps after this batch.
-        """
-        sched = getattr(self.hparams, "lr_annealing", None)
-        if (
-            sched is not None
-            and not hasattr(sched, "on_batch_end")
-            and should_step
-        ):
-            sched(self.optimizer, self.optimizer_step)
-
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Step SpeechBrain's per-batch schedulers (e.g. CyclicLRScheduler).
-
-        Arguments
-        ---------
-        batch : PaddedBatch
-            The batch.
-        outputs : object
-            Forward outputs.
-        loss : torch.Tensor
-            The loss.
-        should_step : bool
-            Whether the optimizer stepped.
-        """
-        sched = getattr(self.hparams, "lr_annealing", None)
-        if sched is not None and hasattr(sched, "on_batch_end") and should_step:
-            sched.on_batch_end(self.optimizer)
 
     def current_lr(self):
         """Learning rate of the first param group (for logs).

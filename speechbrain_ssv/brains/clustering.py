@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_ssv.brains.base import unwrap
+from speechbrain_ssv.brains.base import LRAnnealingMixin, unwrap
 from speechbrain_ssv.clustering.metrics import (
     clustering_report,
     plot_metrics_over_epochs,
@@ -58,18 +58,20 @@ __all__ = [
 
 #: Settings :class:`ClusteringBrain` reads from its hparams. There are no
 #: code defaults: the recipe yamls set every one (their comments say what
-#: each does and where the value comes from). ``history_file`` and
-#: ``plot_file`` may be ``None`` (nothing written).
+#: each does and where the value comes from). ``history_file``,
+#: ``plot_file`` and ``train_logger`` may be ``None`` (nothing written);
+#: ``lr_annealing`` is the schedule
+#: (:class:`~speechbrain_ssv.brains.base.LRAnnealingMixin`).
 REQUIRED_HPARAMS = (
     "imsat_weight", "mixup_weight", "supcon_weight", "vicreg_weight",
     "infonce_weight", "aug_weight", "imsat_lam", "imsat_mu", "vat_weight",
     "vat_xi", "vat_power_iterations", "mixup_alpha", "mixup_logits",
     "supcon_temperature", "supcon_base_temperature", "supcon_max_samples",
     "supcon_low_rank", "vicreg_sim_weight", "vicreg_var_weight",
-    "vicreg_cov_weight", "infonce_temperature", "aug_noise_std", "lr",
-    "lr_decay", "eval_every", "eval_ami", "ckpt_every", "predict_batch_size",
-    "separate_backward", "history_file", "plot_file", "seed",
-    "epoch_counter",
+    "vicreg_cov_weight", "infonce_temperature", "aug_noise_std",
+    "lr_annealing", "eval_every", "eval_ami", "ckpt_every",
+    "predict_batch_size", "separate_backward", "history_file", "plot_file",
+    "train_logger", "seed", "epoch_counter",
 )  # fmt: skip
 
 
@@ -173,7 +175,7 @@ def clustering_dataset(features, radii, aug_features=None):
     return torch.utils.data.TensorDataset(*tensors)
 
 
-class ClusteringBrain(sb.Brain):
+class ClusteringBrain(LRAnnealingMixin, sb.Brain):
     """Trains :class:`speechbrain_ssv.lobes.clustering.ClusteringMLP` on a
     fixed feature matrix with the multi-objective loss of Eq. 1.
 
@@ -198,9 +200,12 @@ class ClusteringBrain(sb.Brain):
     The extra forwards (VAT, second views) use batch statistics without
     updating the running averages (IMSAT's reference does so for VAT).
 
-    Learning rate: ``lr * lr_decay ** (epoch - 1)`` in epoch ``epoch``
-    (momentum SGD, paper ``lr = 0.01``, decay ``0.996``), a pure function
-    of the epoch, so a resumed run continues the schedule. The random draws
+    Learning rate: ``lr_annealing``, applied by
+    :class:`~speechbrain_ssv.brains.base.LRAnnealingMixin`; the recipes'
+    ``EpochDecayScheduler`` on the epoch clock gives epoch ``e`` the rate
+    ``lr * gamma ** (e - 1)`` (momentum SGD, paper ``lr = 0.01``, decay
+    ``0.996``), a pure function of the epoch, so a resumed run continues
+    the schedule. The random draws
     of VAT and mixup come from a generator seeded with ``(seed,
     optimizer_step)`` and the batches from SpeechBrain's per-epoch seeded
     sampler: a run resumed from an end-of-epoch checkpoint continues
@@ -215,8 +220,7 @@ class ClusteringBrain(sb.Brain):
 
     Modules: ``model`` (the MLP), ``marginal`` (the running marginal).
     Hparams: the keys of :data:`REQUIRED_HPARAMS` (all of them: a missing
-    one is one error naming it) and optionally ``train_logger``. The
-    checkpointer should hold ``model``,
+    one is one error naming it). The checkpointer should hold ``model``,
     ``marginal`` and ``counter`` (Brain adds the optimizer and its own step
     counters). One process trains (the auxiliary forwards run on the bare
     module, which DDP could not synchronise): under ``torchrun`` run it on
@@ -236,6 +240,7 @@ class ClusteringBrain(sb.Brain):
     -------
     >>> from speechbrain_ssv.lobes.clustering import ClusteringMLP, RunningMarginal
     >>> from speechbrain.utils.epoch_loop import EpochCounter
+    >>> from speechbrain_ssv.utils.schedulers import EpochDecayScheduler
     >>> x = torch.nn.functional.normalize(torch.randn(64, 8), dim=1)
     >>> hp = dict(  # the paper's settings (the recipe yamls explain each)
     ...     imsat_weight=1.0, mixup_weight=1.0, supcon_weight=1.0,
@@ -245,10 +250,11 @@ class ClusteringBrain(sb.Brain):
     ...     supcon_temperature=1.0, supcon_base_temperature=1.0,
     ...     supcon_max_samples=None, supcon_low_rank=True,
     ...     vicreg_sim_weight=1.0, vicreg_var_weight=1.0, vicreg_cov_weight=0.5,
-    ...     infonce_temperature=1.0, aug_noise_std=0.05, lr=0.01, lr_decay=0.996,
+    ...     infonce_temperature=1.0, aug_noise_std=0.05,
+    ...     lr_annealing=EpochDecayScheduler(0.01, 0.996, steps_per_epoch=None),
     ...     eval_every=1, eval_ami=True, ckpt_every=1, predict_batch_size=8192,
-    ...     separate_backward=True, history_file=None, plot_file=None, seed=0,
-    ...     epoch_counter=EpochCounter(2),
+    ...     separate_backward=True, history_file=None, plot_file=None,
+    ...     train_logger=None, seed=0, epoch_counter=EpochCounter(2),
     ... )
     >>> brain = ClusteringBrain(
     ...     modules={"model": ClusteringMLP(8, 4, 16), "marginal": RunningMarginal(4)},
@@ -261,6 +267,8 @@ class ClusteringBrain(sb.Brain):
     ...           train_loader_kwargs={"batch_size": 32, "shuffle": True})
     >>> [h["epoch"] for h in brain.history]
     [1, 2]
+    >>> brain.optimizer.param_groups[0]["lr"] == 0.01 * 0.996
+    True
     """
 
     def __init__(self, *args, eval_features=None, true_labels=None, **kwargs):
@@ -560,7 +568,8 @@ class ClusteringBrain(sb.Brain):
             self.history = [h for h in saved if h.get("epoch", 0) <= done]
 
     def on_stage_start(self, stage, epoch=None):
-        """Set this epoch's learning rate and reset the term averages.
+        """Reset the term averages (the learning rate is set by
+        :class:`~speechbrain_ssv.brains.base.LRAnnealingMixin`).
 
         Arguments
         ---------
@@ -569,10 +578,6 @@ class ClusteringBrain(sb.Brain):
         epoch : int | None
             The epoch (1-based).
         """
-        if stage == sb.Stage.TRAIN:
-            lr = self.hparams.lr * self.hparams.lr_decay ** ((epoch or 1) - 1)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
         self._term_sums, self._n_batches = {}, 0
 
     def predict(self, features=None):
@@ -661,9 +666,8 @@ class ClusteringBrain(sb.Brain):
                 if report.get(key) is not None:
                     stats[key] = report[key]
             self._write_history(plot=last)
-        train_logger = getattr(self.hparams, "train_logger", None)
-        if train_logger is not None:
-            train_logger.log_stats(
+        if self.hparams.train_logger is not None:
+            self.hparams.train_logger.log_stats(
                 stats_meta={
                     "clustering epoch": epoch,
                     "lr": self.optimizer.param_groups[0]["lr"],

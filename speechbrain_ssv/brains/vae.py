@@ -23,11 +23,14 @@ import os
 
 import speechbrain as sb
 import torch
-from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_ssv.brains.base import LoaderOptionsMixin, unwrap
+from speechbrain_ssv.brains.base import (
+    LoaderOptionsMixin,
+    LRAnnealingMixin,
+    unwrap,
+)
 from speechbrain_ssv.eval.mixing import plot_reconstructions
 from speechbrain_ssv.lobes.vae import segment_features
 from speechbrain_ssv.losses.vae import elbo_loss
@@ -119,7 +122,7 @@ def load_exported_vae(vae, path):
     return vae
 
 
-class VAEBrain(LoaderOptionsMixin, sb.Brain):
+class VAEBrain(LRAnnealingMixin, LoaderOptionsMixin, sb.Brain):
     """Trains a :class:`~speechbrain_ssv.lobes.vae.ConvVAE` on normalised
     MFCC segments with the negative ELBO (Eq. 5).
 
@@ -129,11 +132,12 @@ class VAEBrain(LoaderOptionsMixin, sb.Brain):
     (see :func:`segment_features`).
 
     Hparams it reads: ``kl_beta``, ``recon_sigma`` (see
-    :func:`~speechbrain_ssv.losses.vae.elbo_loss`), ``lr`` and optionally
-    ``lr_decay`` (the learning rate of epoch ``e`` is ``lr * lr_decay **
-    (e - 1)``, a function of the epoch, so resumes continue it exactly; 1 =
-    constant, as in the paper), ``train_logger``, ``output_folder`` (for
-    the reconstruction plots).
+    :func:`~speechbrain_ssv.losses.vae.elbo_loss`), ``lr_annealing`` (the
+    schedule, applied by :class:`~speechbrain_ssv.brains.base.LRAnnealingMixin`;
+    the recipe's ``EpochDecayScheduler`` on the epoch clock gives epoch ``e``
+    the rate ``lr * gamma ** (e - 1)``, constant with ``gamma`` 1 as in the
+    paper), ``epoch_counter``, ``train_logger``, ``output_folder`` (for the
+    reconstruction plots).
 
     Each training epoch logs the loss and its terms (``kl``, ``nll``, nats
     per segment; ``mse`` per element), draws the reconstructions of the
@@ -265,26 +269,9 @@ class VAEBrain(LoaderOptionsMixin, sb.Brain):
             return {}
         return {k: float(v) / self._n_terms for k, v in self._terms.items()}
 
-    # ------------------------------------------------------------ schedule
-    def epoch_lr(self, epoch):
-        """Learning rate of ``epoch`` (1-based): ``lr * lr_decay ** (epoch -
-        1)``.
-
-        Arguments
-        ---------
-        epoch : int
-            The epoch.
-
-        Returns
-        -------
-        float
-            The learning rate.
-        """
-        decay = getattr(self.hparams, "lr_decay", 1.0)
-        return self.hparams.lr * decay ** max(epoch - 1, 0)
-
     def on_stage_start(self, stage, epoch=None):
-        """Reset the loss-term means; set the epoch's learning rate.
+        """Reset the loss-term means (the learning rate is set by
+        :class:`~speechbrain_ssv.brains.base.LRAnnealingMixin`).
 
         Arguments
         ---------
@@ -294,12 +281,6 @@ class VAEBrain(LoaderOptionsMixin, sb.Brain):
             The epoch.
         """
         self._reset_terms()
-        if (
-            stage == sb.Stage.TRAIN
-            and epoch is not None
-            and getattr(self.hparams, "lr_decay", 1.0) != 1.0
-        ):
-            update_learning_rate(self.optimizer, self.epoch_lr(epoch))
 
     # ------------------------------------------------------- reconstructions
     def set_reconstruction_examples(self, dataset, n=4):

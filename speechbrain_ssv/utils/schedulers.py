@@ -1,10 +1,15 @@
-"""Learning-rate schedules that SpeechBrain does not ship.
+"""Learning-rate schedules that SpeechBrain does not ship, and the clocks
+they follow.
 
 SpeechBrain has warm-up + exponential decay and Noam-style schedules, but no
 linear warm-up followed by a cosine decay to a floor, which the SDPN paper and
-most self-supervised recipes use. The schedule here is a pure function of the
-optimizer step, so resuming from a checkpoint (which restores
-``Brain.optimizer_step``) restores the learning rate with no extra state.
+most self-supervised recipes use. Every schedule here is a pure function of
+its clock: the optimizer step (:data:`STEP_CLOCK`) or the number of finished
+training epochs (:data:`EPOCH_CLOCK`). Brain checkpoints both (its
+``optimizer_step`` and the epoch counter), so a resumed run continues the
+schedule exactly with no state of its own. A recipe names its schedule as
+``lr_annealing: !new:...``; the Brains apply it in one place,
+:class:`speechbrain_ssv.brains.base.LRAnnealingMixin`.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -12,20 +17,47 @@ Authors
 
 import math
 
+#: Clock of a schedule set before every optimizer step from the number of
+#: optimizer steps done so far (``Brain.optimizer_step``).
+STEP_CLOCK = "step"
+#: Clock of a schedule set for a whole training epoch from the number of
+#: epochs finished before it (``epoch - 1`` during epoch ``epoch``).
+EPOCH_CLOCK = "epoch"
+
 
 class StepSchedule:
-    """Base of the schedules here: a pure function ``lr_at(step)`` of the
-    optimizer step, applied to every param group by calling the object
-    (the interface :class:`~speechbrain_ssv.brains.base.VerificationBrain`
-    uses for ``lr_annealing``)."""
+    """Base of the schedules here: a pure function ``lr_at(t)`` of the
+    schedule's clock ``t`` (attribute :attr:`clock`), applied to every param
+    group by calling the object.
+
+    The ``repr`` lists the settings, so that the stage records that include
+    a schedule (:mod:`speechbrain_ssv.utils.stages`) are the same from one
+    run to the next.
+
+    Example
+    -------
+    >>> class Halving(StepSchedule):
+    ...     def __init__(self, lr):
+    ...         self.lr = lr
+    ...     def lr_at(self, step):
+    ...         return self.lr / 2**step
+    >>> Halving(1.0)
+    Halving(lr=1.0)
+    >>> Halving(1.0).clock
+    'step'
+    """
+
+    #: What ``t`` counts: :data:`STEP_CLOCK` or :data:`EPOCH_CLOCK`.
+    clock = STEP_CLOCK
 
     def lr_at(self, step):
-        """Learning rate at optimizer step ``step`` (defined by subclasses).
+        """Learning rate at clock value ``step`` (defined by subclasses).
 
         Arguments
         ---------
         step : int
-            Number of optimizer steps done so far.
+            Optimizer steps done so far (:data:`STEP_CLOCK`) or training
+            epochs finished (:data:`EPOCH_CLOCK`).
 
         Returns
         -------
@@ -37,14 +69,15 @@ class StepSchedule:
         )
 
     def __call__(self, optimizer, step):
-        """Set every param group's learning rate for step ``step``.
+        """Set every param group's learning rate for clock value ``step``.
 
         Arguments
         ---------
         optimizer : torch.optim.Optimizer
             The optimizer to update.
         step : int
-            Number of optimizer steps done so far.
+            Optimizer steps done so far (:data:`STEP_CLOCK`) or training
+            epochs finished (:data:`EPOCH_CLOCK`).
 
         Returns
         -------
@@ -55,6 +88,10 @@ class StepSchedule:
         for group in optimizer.param_groups:
             group["lr"] = lr
         return lr
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({settings})"
 
 
 class WarmupCosineScheduler(StepSchedule):
@@ -132,58 +169,79 @@ class WarmupCosineScheduler(StepSchedule):
 
 
 class EpochDecayScheduler(StepSchedule):
-    """Exponential decay by ``gamma`` once per ``steps_per_epoch`` optimizer steps.
+    """Exponential decay by ``gamma`` once per epoch: ``lr * gamma ** k``
+    after ``k`` finished periods (never below ``final_lr``).
 
-    The schedule of the i-mix/l-mix paper (Adam 1e-3, x0.95 per epoch) and
+    With ``steps_per_epoch`` null the period is a training epoch and the
+    schedule follows :data:`EPOCH_CLOCK`: the rate of epoch ``e`` is
+    ``lr * gamma ** (e - 1)`` whatever the number of batches (the
+    clustering model: SGD 0.01 x 0.996 per epoch; the l-mix VAE). With a
+    number the period is that many optimizer steps on :data:`STEP_CLOCK`:
+    the i-mix/l-mix paper (Adam 1e-3, x0.95 per epoch) and
     voxceleb_unsupervised (x0.95 every 5 epochs: ``steps_per_epoch`` = 5
-    epochs' steps). A pure function of the step, like
-    :class:`WarmupCosineScheduler`, so a resumed run continues it exactly.
+    epochs' steps). A pure function of its clock either way, so a resumed
+    run continues it exactly.
 
     Arguments
     ---------
     lr : float
         Initial learning rate.
     gamma : float
-        Decay factor per period.
-    steps_per_epoch : int
-        Optimizer steps per decay period.
+        Decay factor per period (1: constant).
+    steps_per_epoch : int | None
+        Optimizer steps per decay period, or ``None`` for one training epoch.
     final_lr : float
         Floor.
 
     Example
     -------
     >>> sched = EpochDecayScheduler(1.0, 0.5, steps_per_epoch=10)
-    >>> sched.lr_at(9), sched.lr_at(10), sched.lr_at(25)
-    (1.0, 0.5, 0.25)
+    >>> sched.clock, sched.lr_at(9), sched.lr_at(10), sched.lr_at(25)
+    ('step', 1.0, 0.5, 0.25)
+    >>> per_epoch = EpochDecayScheduler(0.01, 0.996, steps_per_epoch=None)
+    >>> per_epoch.clock, per_epoch.lr_at(0), per_epoch.lr_at(2) == 0.01 * 0.996**2
+    ('epoch', 0.01, True)
     """
 
     def __init__(self, lr, gamma, steps_per_epoch, final_lr=0.0):
-        if steps_per_epoch <= 0:
+        if steps_per_epoch is not None and steps_per_epoch <= 0:
             raise ValueError(
-                f"steps_per_epoch must be > 0, got {steps_per_epoch}"
+                f"steps_per_epoch must be > 0 or None (one decay per "
+                f"training epoch), got {steps_per_epoch}"
             )
         self.lr = lr
         self.gamma = gamma
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps_per_epoch = (
+            None if steps_per_epoch is None else int(steps_per_epoch)
+        )
         self.final_lr = final_lr
 
+    @property
+    def clock(self):
+        """:data:`EPOCH_CLOCK` without ``steps_per_epoch``, else
+        :data:`STEP_CLOCK`."""
+        return EPOCH_CLOCK if self.steps_per_epoch is None else STEP_CLOCK
+
     def lr_at(self, step):
-        """Learning rate at optimizer step ``step``.
+        """Learning rate after ``step`` optimizer steps, or ``step``
+        finished epochs when ``steps_per_epoch`` is ``None``.
 
         Arguments
         ---------
         step : int
-            Number of optimizer steps done so far.
+            The clock value.
 
         Returns
         -------
         float
             The learning rate.
         """
-        return max(
-            self.final_lr,
-            self.lr * self.gamma ** (step // self.steps_per_epoch),
+        periods = (
+            step
+            if self.steps_per_epoch is None
+            else step // self.steps_per_epoch
         )
+        return max(self.final_lr, self.lr * self.gamma**periods)
 
 
 class CosineRestartScheduler(StepSchedule):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 TINY = (
     "--n_clusters", "10", "--rounds", "2",
     "--ivector_options", "{n_components: 8, rank: 20, ubm_iter: 2, split_iter: 1, tv_iter: 2}",
-    "--clustering_hparams", "{number_of_epochs: 4, batch_size: 32, lr: 0.05, vat_xi: 0.01}",
+    "--clustering_hparams", "{number_of_epochs: 4, batch_size: 32, vat_xi: 0.01}", "--clustering_lr", "0.05",
     "--batch_size", "4", "--number_of_epochs", "1", "--warmup_epochs", "0",
     "--steps_per_epoch", "2", "--optimizer_step_limit", "2", "--sentence_len", "1.0",
     "--verify_every", "0", "--noprogressbar", "--num_workers", "0",

@@ -119,6 +119,7 @@ def make_brain(tmp_path, row=6, weights=None, seed=0, epochs=1, save="save"):
         "verification_file": None,
         "verify_batch_size": 8,
         "wav_augment": None,
+        "lr_annealing": None,  # the optimizer's rate throughout
     }
     brain = DisentangleBrain(
         modules=modules,

@@ -309,7 +309,8 @@ def _train(case, run_opts):
     brain = cls(
         modules=modules,
         opt_class=SGD,
-        hparams=hparams,
+        # No schedule: every case steps at its optimizer's rate.
+        hparams={"lr_annealing": None, **hparams},
         run_opts={"device": "cpu", "noprogressbar": True, **run_opts},
     )
     brain.on_fit_start()  # compiles, then builds the optimizer

@@ -37,6 +37,7 @@ from speechbrain_ssv.utils.errors import (
     ManifestError,
 )
 from speechbrain_ssv.utils.io import write_wav
+from speechbrain_ssv.utils.schedulers import EpochDecayScheduler
 from speechbrain_ssv.utils.stages import begin_stage, finish_stage
 
 HEADER = "ID,duration,wav,start,stop,spk_id,session,gender\n"
@@ -71,7 +72,7 @@ def cluster_representations(method, x, n, seed=0, true_labels=None,
     if method == "ours":
         hp = dict(_minivox_clustering(), **(clustering_hparams or {}))
         kwargs.setdefault("opt_class", functools.partial(
-            torch.optim.SGD, lr=hp["lr"], momentum=0.9))  # fmt: skip
+            torch.optim.SGD, lr=hp["lr_annealing"].lr, momentum=0.9))  # fmt: skip
     return RECIPE_MODULE.cluster_representations(
         method, x, n, seed=seed, true=true_labels, clustering_hparams=hp,
         **_SCALING, **kwargs,
@@ -79,10 +80,16 @@ def cluster_representations(method, x, n, seed=0, true_labels=None,
 
 
 def _minivox_clustering():
-    """The minivox yaml's clustering_hparams, without its warm start."""
+    """The minivox yaml's clustering_hparams, without its warm start and
+    its train log (under the recipe's results folder)."""
     with open(os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml")) as f:
         hp = load_hyperpyyaml(f)["clustering_hparams"]
-    return dict(hp, warm_start=None)
+    return dict(hp, warm_start=None, train_logger=None)
+
+
+def _decay(lr):
+    """The yamls' clustering schedule (x0.996 per epoch) from ``lr``."""
+    return EpochDecayScheduler(lr, 0.996, steps_per_epoch=None)
 
 
 def _manifest(folder, name, n, n_spk=3, wav_len=16000):
@@ -288,7 +295,7 @@ def _brain(x, y, epochs, ckpt_dir=None, k=8, hidden=64, **hp):
         hparams={
             **_brain_settings(),
             "epoch_counter": counter,
-            "lr": 0.1,
+            "lr_annealing": _decay(0.1),
             "vat_xi": 1e-2,
             **hp,
         },  # fmt: skip
@@ -325,10 +332,9 @@ def test_clustering_brain_separates_blobs(tmp_path):
     hist = json.load(open(tmp_path / "h.json"))
     assert [h["epoch"] for h in hist] == list(range(1, 7))
     assert os.path.getsize(tmp_path / "fig3.png") > 0
-    # The lr of the last epoch follows the per-epoch decay.
-    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(
-        0.1 * 0.996**5
-    )
+    # The lr of the last epoch follows the per-epoch decay: the former
+    # lr * lr_decay ** (epoch - 1), exactly.
+    assert brain.optimizer.param_groups[0]["lr"] == 0.1 * 0.996 ** (6 - 1)
 
 
 def _state(brain):
@@ -564,7 +570,7 @@ def test_kmeans_warm_start_starts_from_the_kmeans_clustering():
     kmeans = cluster_representations("kmeans", x.numpy(), 8, seed=0)
     acc = {}
     for warm in (None, {"method": "kmeans", "epochs": 10, "lr": 0.1}):
-        hp = {"number_of_epochs": 2, "batch_size": 80, "lr": 0.1,
+        hp = {"number_of_epochs": 2, "batch_size": 80, "lr_annealing": _decay(0.1),
               "vat_xi": 0.01, "eval_every": 2}  # fmt: skip
         if warm:
             hp["warm_start"] = warm
@@ -604,7 +610,8 @@ def test_clustering_model_trains_under_bf16_autocast():
             model_factory=functools.partial(Recording, hidden_size=64),
             train_logger=Logger(),
             clustering_hparams={"number_of_epochs": 4, "batch_size": 80,
-                                "lr": 0.1, "vat_xi": 0.01, "eval_every": 4},
+                                "lr_annealing": _decay(0.1), "vat_xi": 0.01,
+                                "eval_every": 4},
         )  # fmt: skip
         assert len(losses) == 4 and np.isfinite(losses[-1]), losses
         losses.clear()
@@ -620,7 +627,8 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     out = cluster_representations(
         "ours", x.numpy(), 4, work_dir=tmp_path, true_labels=y.numpy(),
         model_factory=functools.partial(ClusteringMLP, hidden_size=32),
-        clustering_hparams={"number_of_epochs": 6, "batch_size": 40, "lr": 0.1,
+        clustering_hparams={"number_of_epochs": 6, "batch_size": 40,
+                            "lr_annealing": _decay(0.1),
                             "vat_xi": 0.01},
     )  # fmt: skip
     assert out["labels"].shape == (160,) and len(out["history"]) == 6

@@ -6,6 +6,7 @@ import pytest
 
 from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
 from speechbrain_ssv.utils.hparams import load_hparams
+from speechbrain_ssv.utils.schedulers import StepSchedule
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 YAMLS = sorted(REPO.glob("recipes/**/hparams/*.yaml"))
@@ -29,4 +30,18 @@ def test_recipe_yaml_loads(path, tmp_path):
         ):
             assert name in recoverables, (
                 f"{path.name}: module {name} is not checkpointed"
+            )
+    # Every recipe Brain applies a required lr_annealing (the clustering
+    # model its own, in clustering_hparams); a stateful SpeechBrain
+    # scheduler must be checkpointed to resume its counter.
+    schedules = {"lr_annealing": hp["lr_annealing"]}
+    if "clustering_hparams" in hp:
+        schedules["clustering_hparams"] = hp["clustering_hparams"][
+            "lr_annealing"
+        ]
+    for key, sched in schedules.items():
+        if not isinstance(sched, StepSchedule):
+            assert hasattr(sched, "on_batch_end"), f"{path.name}: {key}"
+            assert sched in hp["checkpointer"].recoverables.values(), (
+                f"{path.name}: {key} is not checkpointed"
             )

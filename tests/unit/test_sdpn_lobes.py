@@ -175,6 +175,7 @@ def _make_brain(method, save_dir, seed, n_global=1, student_global=False):
         "grad_clip_per_tensor": 3.0,
         "collapse_min_perplexity": 2.0,
         "collapse_min_std": 0.05,
+        "lr_annealing": None,  # the optimizer's rate throughout
         "epoch_counter": counter,
     }
     ckpt = Checkpointer(

@@ -24,6 +24,7 @@ from speechbrain_ssv.lobes.vae import ConvVAE
 from speechbrain_ssv.losses.common import mix
 from speechbrain_ssv.losses.vae import elbo_loss, gaussian_kl, gaussian_nll
 from speechbrain_ssv.utils.checkpoints import AtomicCheckpointer
+from speechbrain_ssv.utils.schedulers import EpochDecayScheduler
 
 SMALL = {"n_feats": 20, "n_frames": 30, "latent_dim": 8, "channels": (4, 8)}
 
@@ -301,8 +302,8 @@ def _brain(folder, limit, seed):
     hparams = {
         "kl_beta": 1.0,
         "recon_sigma": 1.0,
-        "lr": 0.01,
-        "lr_decay": 0.5,
+        # lr 0.01 x 0.5 per epoch (the recipe's lr_decay, epoch clock)
+        "lr_annealing": EpochDecayScheduler(0.01, 0.5, steps_per_epoch=None),
         "epoch_counter": counter,
         "output_folder": str(folder),
         "train_logger": FileTrainLogger(os.path.join(folder, "train_log.txt")),
@@ -341,6 +342,7 @@ def test_vae_brain_checkpoint_resume(tmp_path):
         train_loader_kwargs={"batch_size": 2},
     )
     assert brain.optimizer_step == 2
+    assert brain.optimizer.param_groups[0]["lr"] == 0.01
     assert os.path.isfile(tmp_path / "reconstructions" / "epoch_001.png")
     log = (tmp_path / "train_log.txt").read_text()
     assert "epoch: 1" in log and "train kl" in log and "train nll" in log
@@ -357,7 +359,8 @@ def test_vae_brain_checkpoint_resume(tmp_path):
     # The resumed run trains epoch 2 only, at the decayed learning rate.
     brain2.fit(counter2, _dataset(), train_loader_kwargs={"batch_size": 2})
     assert brain2.optimizer_step == 4
-    assert brain2.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+    # lr * lr_decay ** (epoch - 1), the former VAEBrain.epoch_lr, exactly
+    assert brain2.optimizer.param_groups[0]["lr"] == 0.01 * 0.5 ** (2 - 1)
     assert "epoch: 2" in (tmp_path / "train_log.txt").read_text()
 
 

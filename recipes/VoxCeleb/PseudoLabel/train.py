@@ -484,6 +484,14 @@ def pseudo_label_stage(
         # bf16 autocast rounds the MLP's matmuls; the losses stay fp32).
         if k not in ("device", "precision", "progress", "train_logger")
     }
+    if json_kwargs.get("clustering_hparams"):
+        # Where the stats are logged, not what is clustered (and a logger
+        # object has no str that stays the same from one run to the next).
+        json_kwargs["clustering_hparams"] = {
+            k: v
+            for k, v in json_kwargs["clustering_hparams"].items()
+            if k != "train_logger"
+        }
     opts = {
         "method": method,
         "n_clusters": int(n_clusters),

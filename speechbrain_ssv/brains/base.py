@@ -397,7 +397,8 @@ class VerificationBrain(LRAnnealingMixin, LoaderOptionsMixin, sb.Brain):
     no code defaults): ``verification_file`` (trial list; empty or ``null``
     disables the periodic evaluation), ``test_annotation`` (CSV of the
     trial utterances), ``verify_every`` (epochs between evaluations; 0
-    disables), ``verify_batch_size``, ``output_folder``.
+    disables), ``verify_batch_size``, ``output_folder``, ``epoch_counter``
+    and ``lr_annealing`` (:class:`LRAnnealingMixin`).
     """
 
     #: Module keys that form the inference encoder, in order.

@@ -3,9 +3,12 @@
 Utterances are sorted by duration (read from the file headers, without
 decoding) and batched with others of similar length, so padding stays small;
 each utterance is encoded once, whole (or cropped to ``max_seconds``). The
-result can be cached to disk with a fingerprint of the items and a
-caller-given model tag; a later call with the same model tag reuses every
-cached utterance whose audio entry is unchanged and computes only the others.
+result can be cached on disk in a stage folder of
+:mod:`speechbrain_ssv.utils.stages` whose ``stage.json`` records the
+caller-given model tag and the settings: a later call with the same tag and
+settings reuses every cached utterance whose audio entry is unchanged and
+computes only the others; another tag or other settings start the cache
+over.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -21,13 +24,21 @@ from tqdm import tqdm
 
 from speechbrain_ssv.data.audio import audio_info, read_audio_checked
 from speechbrain_ssv.eval.trials import normalize_item
+from speechbrain_ssv.utils.errors import SSVInputError
 from speechbrain_ssv.utils.io import save_torch
+from speechbrain_ssv.utils.stages import (
+    begin_stage,
+    finish_stage,
+    reopen_stage,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["extract_embeddings", "items_fingerprint"]
 
 _CACHE_VERSION = 1
+# The cache's data file, next to its stage.json (see _EmbeddingCache).
+_CACHE_FILE = "embeddings.pt"
 # Save a partial cache this often during a long extraction, so an
 # interrupted run resumes instead of starting over.
 _CHECKPOINT_SECONDS = 600.0
@@ -93,42 +104,161 @@ def items_fingerprint(keys, model_tag, settings):
     return h.hexdigest()
 
 
-def _load_cache(cache_path, model_tag, settings):
-    if cache_path is None or not os.path.isfile(cache_path):
+def _cache_folder(cache_path):
+    """The stage folder of the cache named ``cache_path``: the path without
+    its ``.pt`` suffix (``out/embeddings.pt`` -> ``out/embeddings``)."""
+    cache_path = os.fspath(cache_path)
+    root, ext = os.path.splitext(cache_path)
+    return root if ext == ".pt" else cache_path
+
+
+def _read_entries(path):
+    """``(keys, embeddings)`` of a cache file; empty when absent or
+    unreadable (recomputed, not fatal)."""
+    if not os.path.isfile(path):
         return {}, {}
     try:
-        cache = torch.load(cache_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt cache is recomputed, not fatal
-        logger.warning(
-            "ignoring unreadable embedding cache %s (%s)", cache_path, err
-        )
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any damage means recompute, never a crash
+        logger.warning("ignoring unreadable embedding cache %s (%s)", path, err)
         return {}, {}
     if (
-        not isinstance(cache, dict)
-        or cache.get("version") != _CACHE_VERSION
-        or cache.get("model_tag") != model_tag
-        or cache.get("settings") != settings
+        not isinstance(data, dict)
+        or data.get("version") != _CACHE_VERSION
+        or not isinstance(data.get("keys"), dict)
+        or not isinstance(data.get("embeddings"), dict)
+    ):
+        logger.warning("ignoring embedding cache %s of another format", path)
+        return {}, {}
+    return data["keys"], data["embeddings"]
+
+
+def _pop_legacy_cache(cache_path, folder, model_tag, settings):
+    """Entries of a cache in the single-file format written before the
+    stage record (a ``.pt`` at ``cache_path`` itself); the file is removed.
+
+    Its entries are kept when it is for the same model and settings (each
+    entry is still checked against its audio file's key), so an old cache
+    is migrated rather than recomputed. A file that is not such a cache is
+    left alone, unless it sits where the cache folder goes.
+    """
+    if not os.path.isfile(cache_path):
+        return {}, {}
+    try:
+        old = torch.load(cache_path, map_location="cpu", weights_only=True)
+    except Exception:  # not a cache of ours: decided below
+        old = None
+    if not (isinstance(old, dict) and {"keys", "embeddings"} <= set(old)):
+        if os.path.abspath(cache_path) == os.path.abspath(folder):
+            raise SSVInputError(
+                cache_path,
+                "is a file, not an embedding cache folder; remove it or "
+                "give another cache_path",
+            )
+        return {}, {}
+    os.remove(cache_path)
+    if (
+        old.get("version") == _CACHE_VERSION
+        and old.get("model_tag") == model_tag
+        and old.get("settings") == settings
     ):
         logger.info(
-            "embedding cache %s is for another model/settings; recomputing",
+            "moving the old-format embedding cache %s into %s",
             cache_path,
+            folder,
         )
-        return {}, {}
-    return cache["keys"], cache["embeddings"]
+        return old["keys"], old["embeddings"]
+    logger.info("removed the old-format embedding cache %s", cache_path)
+    return {}, {}
 
 
-def _save_cache(cache_path, model_tag, settings, keys, embeddings):
-    save_torch(
-        cache_path,
-        {
+class _EmbeddingCache:
+    """The on-disk cache of :func:`extract_embeddings`, a stage folder of
+    :mod:`speechbrain_ssv.utils.stages`.
+
+    Its ``stage.json`` records the options every entry depends on (model
+    tag, sampling rate, crop) and, once finished, the digest of
+    ``embeddings.pt`` and a fingerprint of the items it holds. Other
+    options discard the folder (:func:`begin_stage`); an unfinished one
+    (a run interrupted after a checkpoint) is resumed from the entries
+    saved so far. Each entry also keeps its item key (path, segment, file
+    size and time), so a regenerated audio file is re-encoded alone.
+    Entries are added under a ``running`` record (:func:`reopen_stage`),
+    so a crash before :meth:`finish` never leaves a record that says done.
+
+    Arguments
+    ---------
+    cache_path : str
+        The cache's name (see :func:`_cache_folder`).
+    model_tag : str
+        Names the model/checkpoint.
+    settings : dict
+        Extraction settings that change the embeddings.
+    """
+
+    def __init__(self, cache_path, model_tag, settings):
+        self.folder = _cache_folder(cache_path)
+        self.path = os.path.join(self.folder, _CACHE_FILE)
+        self.model_tag = model_tag
+        self.settings = settings
+        self.opts = {
+            "cache": "utterance embeddings",
             "version": _CACHE_VERSION,
             "model_tag": model_tag,
             "settings": settings,
-            "fingerprint": items_fingerprint(keys, model_tag, settings),
-            "keys": keys,
-            "embeddings": embeddings,
-        },
-    )
+        }
+        legacy_keys, legacy_emb = _pop_legacy_cache(
+            cache_path, self.folder, model_tag, settings
+        )
+        self.done = begin_stage(self.folder, self.opts, "embedding cache")
+        self.keys, self.embeddings = _read_entries(self.path)
+        for utt, key in legacy_keys.items():
+            if utt not in self.keys and utt in legacy_emb:
+                self.add(utt, key, legacy_emb[utt])
+
+    def get(self, utt, key):
+        """The cached embedding of ``utt`` if its item key is ``key``."""
+        if self.keys.get(utt) == key and utt in self.embeddings:
+            return self.embeddings[utt]
+        return None
+
+    def add(self, utt, key, embedding):
+        """Add (or replace) an entry; the record is reopened first."""
+        if self.done:
+            reopen_stage(self.folder, "embedding cache")
+            self.done = False
+        self.keys[utt] = key
+        self.embeddings[utt] = embedding
+
+    def save(self):
+        """Write the entries so far (atomic); the record stays running."""
+        save_torch(
+            self.path,
+            {
+                "version": _CACHE_VERSION,
+                "keys": self.keys,
+                "embeddings": self.embeddings,
+            },
+        )
+
+    def finish(self):
+        """Save and record the cache as done (nothing to do when it was
+        reused unchanged)."""
+        if self.done:
+            return
+        self.save()
+        finish_stage(
+            self.folder,
+            self.opts,
+            [_CACHE_FILE],
+            info={
+                "utterances": len(self.keys),
+                "items": items_fingerprint(
+                    self.keys, self.model_tag, self.settings
+                ),
+            },
+        )
+        self.done = True
 
 
 def _n_samples(path, start, stop, sample_rate, max_samples):
@@ -163,7 +293,10 @@ def extract_embeddings(
         ``(utt_id, wav_path)`` or ``(utt_id, wav_path, start, stop)`` (samples;
         ``stop=None`` reads to the end). Repeated utterances are encoded once.
     cache_path : str | None
-        ``.pt`` cache file; ``None`` disables caching.
+        Names the cache: ``out/embeddings.pt`` keeps it in the folder
+        ``out/embeddings`` (its ``stage.json`` and ``embeddings.pt``); a
+        cache in the older single-file format at ``cache_path`` is moved
+        in. ``None`` disables caching.
     batch_size : int
         Utterances per forward pass.
     sample_rate : int
@@ -213,24 +346,57 @@ def extract_embeddings(
     settings = {"sample_rate": int(sample_rate), "max_samples": max_samples}
     keys = {utt: _item_key(*spec) for utt, spec in wanted.items()}
 
-    cached_keys, cached = _load_cache(cache_path, model_tag, settings)
+    cache = (
+        None
+        if cache_path is None
+        else _EmbeddingCache(cache_path, model_tag, settings)
+    )
     result = {}
     todo = []
     for utt, spec in wanted.items():
-        if utt in cached and cached_keys.get(utt) == keys[utt]:
-            result[utt] = cached[utt]
-        else:
+        hit = None if cache is None else cache.get(utt, keys[utt])
+        if hit is None:
             todo.append((utt, spec))
-    if not todo:
-        return result
+        else:
+            result[utt] = hit
+    if todo:
+        result.update(
+            _encode_items(
+                encoder_fn,
+                todo,
+                keys,
+                cache,
+                batch_size,
+                sample_rate,
+                device,
+                max_samples,
+                progress,
+            )
+        )
+    if cache is not None:
+        cache.finish()
+    return result
 
+
+def _encode_items(
+    encoder_fn,
+    todo,
+    keys,
+    cache,
+    batch_size,
+    sample_rate,
+    device,
+    max_samples,
+    progress,
+):
+    """Embeddings of ``todo`` (``[(utt, (path, start, stop))]``), longest
+    first, added to ``cache`` (saved every ``_CHECKPOINT_SECONDS``)."""
     # Longest first: an out-of-memory error shows up in the first batch.
     lengths = {
         utt: _n_samples(*spec, sample_rate, max_samples) for utt, spec in todo
     }
-    todo.sort(key=lambda it: -lengths[it[0]])
-    all_keys = dict(cached_keys)
-    all_emb = dict(cached)
+    todo = sorted(todo, key=lambda it: -lengths[it[0]])
+    result = {}
     last_save = time.monotonic()
     bar = tqdm(
         total=len(todo), desc="embeddings", unit="utt", disable=not progress
@@ -272,16 +438,15 @@ def extract_embeddings(
                 # clone: a row view would keep the whole batch tensor alive
                 # and be saved with it.
                 e = e.clone()
-                result[utt] = all_emb[utt] = e
-                all_keys[utt] = keys[utt]
+                result[utt] = e
+                if cache is not None:
+                    cache.add(utt, keys[utt], e)
             bar.update(len(batch))
             if (
-                cache_path is not None
+                cache is not None
                 and time.monotonic() - last_save > _CHECKPOINT_SECONDS
             ):
-                _save_cache(cache_path, model_tag, settings, all_keys, all_emb)
+                cache.save()
                 last_save = time.monotonic()
     bar.close()
-    if cache_path is not None:
-        _save_cache(cache_path, model_tag, settings, all_keys, all_emb)
     return result

@@ -199,7 +199,7 @@ def score_model(
 
     Writes into ``out_dir`` (atomically, file by file): ``scores.txt``
     (``enrol test label score``), ``metrics.json``, ``det.png``,
-    ``score_hist.png`` and the embedding cache ``embeddings.pt``.
+    ``score_hist.png`` and the embedding cache ``embeddings/``.
     ``metrics.json`` is what ``python -m speechbrain_ssv.export --metrics``
     reads to put the thresholds in a model card.
 

@@ -138,8 +138,9 @@ def evaluate_verification(
 ):
     """Evaluate an embedding model on a trial list.
 
-    Writes into ``out_dir``: ``embeddings.pt`` (cache of trial and cohort
-    embeddings), ``scores.txt`` (``enrol test label score`` per trial, as
+    Writes into ``out_dir``: ``embeddings/`` (cache of trial and cohort
+    embeddings, see :func:`~speechbrain_ssv.eval.embeddings.extract_embeddings`),
+    ``scores.txt`` (``enrol test label score`` per trial, as
     SpeechBrain's recipe), ``metrics.json``, ``det.png`` and
     ``score_hist.png``. minDCF values are NORMALISED (see
     :func:`speechbrain_ssv.eval.metrics.eer_mindcf`); EER and minDCF are
@@ -209,7 +210,7 @@ def evaluate_verification(
     >>> m = evaluate_verification(enc, utt_to_wav, trials, os.path.join(tmp, "out"),
     ...                           "fft", progress=False)
     >>> m["eer"], m["n_trials"], sorted(os.listdir(os.path.join(tmp, "out")))
-    (0.0, 4, ['det.png', 'embeddings.pt', 'metrics.json', 'score_hist.png', 'scores.txt'])
+    (0.0, 4, ['det.png', 'embeddings', 'metrics.json', 'score_hist.png', 'scores.txt'])
     """
     # Cheap argument checks first, before any audio is touched.
     if norm is not None:

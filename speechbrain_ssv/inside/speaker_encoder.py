@@ -16,8 +16,10 @@ mean. Windows of equal length are batched across clips, which is where the
 speed-up over Coqui's one-clip-at-a-time loop comes from. Because each
 window is unit-norm, an embedding's norm is at most 1.
 
-:func:`embed_manifest` embeds a SpeechBrain manifest in cached chunks, so an
-interrupted run recomputes only unfinished or changed chunks.
+:func:`embed_manifest` embeds a SpeechBrain manifest in cached chunks, in a
+stage folder of :mod:`speechbrain_ssv.utils.stages`: an unchanged cache is
+reused, an interrupted run recomputes only the unfinished chunks, another
+encoder, other settings or another manifest start it over.
 
 Authors
  * speechbrain-ssv developers 2026
@@ -27,6 +29,7 @@ import csv
 import hashlib
 import logging
 import os
+import re
 from math import gcd
 from typing import NamedTuple
 
@@ -43,6 +46,12 @@ from speechbrain_ssv.utils.errors import (
     SSVInputError,
 )
 from speechbrain_ssv.utils.io import save_torch
+from speechbrain_ssv.utils.stages import (
+    begin_stage,
+    finish_stage,
+    read_stage,
+    reopen_stage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +65,11 @@ __all__ = [
 # Window length of one encoder pass, in hops (2.5 s at 16 kHz, hop 160);
 # the value Coqui's ``compute_embedding`` uses.
 _WINDOW_HOPS = 250
-_CACHE_VERSION = 1
+# Version 2: shards of a stage folder (utils.stages); version 1 shards each
+# carried their own fingerprint.
+_CACHE_VERSION = 2
+# Shard names of the cache, and the temporary files of their atomic writes.
+_SHARD_NAME = re.compile(r"\.?chunk-\d{5}(\..*)?\.pt")
 
 
 def resample(signal, orig_sr, target_sr):
@@ -372,8 +385,10 @@ def _segment(row):
     return start, as_int("stop")
 
 
-def _chunk_fingerprint(rows, settings):
-    h = hashlib.sha1(repr(sorted(settings.items())).encode())
+def _manifest_fingerprint(rows):
+    """Hash of the rows' ids, audio paths, segments and audio file sizes
+    and times (a file regenerated in place changes it)."""
+    h = hashlib.sha1()
     for row in rows:
         wav = row["wav"]
         try:
@@ -385,21 +400,71 @@ def _chunk_fingerprint(rows, settings):
     return h.hexdigest()
 
 
-def _load_chunk(path, fingerprint):
+def _load_chunk(path, n_rows):
+    """A cache shard of ``n_rows`` rows, or ``None`` when absent, damaged
+    or of another format (then it is recomputed)."""
     if not os.path.isfile(path):
         return None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged cache shard is recomputed
+    except Exception as err:  # any damage means recompute, never a crash
         logger.warning("ignoring unreadable cache shard %s (%s)", path, err)
         return None
     if (
         not isinstance(data, dict)
         or data.get("version") != _CACHE_VERSION
-        or data.get("fingerprint") != fingerprint
+        or data.get("rows") != n_rows
     ):
+        logger.warning("ignoring cache shard %s of another format", path)
         return None
     return data
+
+
+def _drop_legacy_shards(cache_dir):
+    """Remove the shards of a cache written before the stage record.
+
+    Such a folder holds only ``chunk-NNNNN.pt`` files (each with its own
+    fingerprint) and no ``stage.json``; its shards are recomputed. Any
+    other file makes :func:`begin_stage` refuse the folder instead.
+    """
+    if read_stage(cache_dir) is not None or not os.path.isdir(cache_dir):
+        return
+    names = os.listdir(cache_dir)
+    if names and all(_SHARD_NAME.fullmatch(n) for n in names):
+        logger.info(
+            "recomputing the old-format speaker-encoder cache %s", cache_dir
+        )
+        for name in names:
+            os.remove(os.path.join(cache_dir, name))
+
+
+def _embed_chunk(
+    tts, manifest_csv, chunk, num_eval, batch_size, min_seconds, min_rms
+):
+    """The cache shard of one chunk of manifest rows."""
+    items = []
+    for row in chunk:
+        try:
+            items.append(_read_clip(row["wav"], *_segment(row)))
+        except AudioFileError as err:
+            raise ManifestError(
+                manifest_csv, f"row {row['ID']!r}: {err}"
+            ) from None
+    res = embed_wavs(
+        tts,
+        items,
+        num_eval=num_eval,
+        batch_size=batch_size,
+        min_seconds=min_seconds,
+        min_rms=min_rms,
+    )
+    return {
+        "version": _CACHE_VERSION,
+        "rows": len(chunk),
+        "kept": res.kept,
+        "embeddings": torch.from_numpy(res.embeddings),
+        "skipped": {chunk[i]["ID"]: r for i, r in res.skipped.items()},
+    }
 
 
 def embed_manifest(
@@ -418,10 +483,16 @@ def embed_manifest(
     Audio is read with soundfile (``start``/``stop`` columns, in samples,
     select a segment; empty or absent means the whole file). The manifest
     is cut into chunks of ``chunk_size`` rows; each finished chunk is saved
-    atomically to ``cache_dir/chunk-NNNNN.pt`` with a fingerprint of its
-    rows (ids, paths, segments, file sizes and times), the encoder weights
-    and the settings, so an interrupted run recomputes only unfinished or
-    changed chunks.
+    atomically to ``cache_dir/chunk-NNNNN.pt``. ``cache_dir`` is a stage
+    folder (:mod:`speechbrain_ssv.utils.stages`): its ``stage.json``
+    records the encoder (weights digest and audio config,
+    ``tts.encoder_tag``), the settings and a fingerprint of the rows (ids,
+    paths, segments, audio file sizes and times), and, once every chunk is
+    saved, the shards' digests. A finished cache with the same record is
+    reused without encoding; an interrupted run (record ``running``, or a
+    shard missing) recomputes only the chunks not saved; another encoder,
+    other settings or changed rows start the cache over. A folder of the
+    older format (shards only, no ``stage.json``) is recomputed.
 
     Arguments
     ---------
@@ -431,7 +502,8 @@ def embed_manifest(
         CSV with at least ``ID``, ``wav``, ``spk_id`` (``gender`` is
         returned when present).
     cache_dir : str
-        Folder for the cache shards (created).
+        Folder for the cache (created; its own: it is emptied when the
+        record changes).
     num_eval, batch_size, min_seconds, min_rms
         As in :func:`embed_wavs`.
     chunk_size : int
@@ -457,48 +529,44 @@ def embed_manifest(
     rows, has_gender = _read_manifest(manifest_csv)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise SSVInputError("chunk_size", f"got {chunk_size!r}; expected >= 1")
-    settings = {
+    opts = {
+        "cache": "speaker-encoder embeddings",
+        "version": _CACHE_VERSION,
         "encoder": tts.encoder_tag,
         "num_eval": num_eval,
         "min_seconds": min_seconds,
         "min_rms": min_rms,
+        "chunk_size": chunk_size,
+        "manifest": _manifest_fingerprint(rows),
     }
-    os.makedirs(cache_dir, exist_ok=True)
+    cache_dir = os.fspath(cache_dir)
+    _drop_legacy_shards(cache_dir)
+    done = begin_stage(cache_dir, opts, "speaker-encoder embedding cache")
     ids, speakers, genders, vectors, skipped = [], [], [], [], {}
     counts = {"computed": 0, "cached": 0}
+    shards = []
     bar = tqdm(total=len(rows), desc="yourtts embeddings", disable=not progress)
     try:
         for c, first in enumerate(range(0, len(rows), chunk_size)):
             chunk = rows[first : first + chunk_size]
-            fingerprint = _chunk_fingerprint(chunk, settings)
-            path = os.path.join(cache_dir, f"chunk-{c:05d}.pt")
-            data = _load_chunk(path, fingerprint)
+            shards.append(f"chunk-{c:05d}.pt")
+            path = os.path.join(cache_dir, shards[-1])
+            data = _load_chunk(path, len(chunk))
             if data is None:
-                items = []
-                for row in chunk:
-                    try:
-                        items.append(_read_clip(row["wav"], *_segment(row)))
-                    except AudioFileError as err:
-                        raise ManifestError(
-                            manifest_csv, f"row {row['ID']!r}: {err}"
-                        ) from None
-                res = embed_wavs(
+                if done:
+                    # A damaged shard of a finished cache: recomputed under
+                    # a running record, so a crash leaves it resumable.
+                    reopen_stage(cache_dir, "speaker-encoder embedding cache")
+                    done = False
+                data = _embed_chunk(
                     tts,
-                    items,
+                    manifest_csv,
+                    chunk,
                     num_eval=num_eval,
                     batch_size=batch_size,
                     min_seconds=min_seconds,
                     min_rms=min_rms,
                 )
-                data = {
-                    "version": _CACHE_VERSION,
-                    "fingerprint": fingerprint,
-                    "kept": res.kept,
-                    "embeddings": torch.from_numpy(res.embeddings),
-                    "skipped": {
-                        chunk[i]["ID"]: r for i, r in res.skipped.items()
-                    },
-                }
                 save_torch(path, data)
                 counts["computed"] += 1
             else:
@@ -513,6 +581,13 @@ def embed_manifest(
             bar.update(len(chunk))
     finally:
         bar.close()
+    if not done:
+        finish_stage(
+            cache_dir,
+            opts,
+            shards,
+            info={"utterances": len(rows), "embedded": len(ids)},
+        )
     embeddings = (
         np.concatenate(vectors)
         if vectors

@@ -19,6 +19,9 @@ Authors
 """
 
 import contextlib
+import functools
+import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -34,6 +37,7 @@ from speechbrain_ssv.inside.release import (
 )
 from speechbrain_ssv.inside.speaker_encoder import embed_manifest, embed_wavs
 from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.io import file_digest
 
 __all__ = [
     "TRUST_HINT",
@@ -81,8 +85,10 @@ class YourTTS:
         ``do_trim_silence`` is off.
     encoder_sound_norm : bool
         Whether clips are peak-normalised (``do_sound_norm``).
+    encoder_file : str
+        The encoder checkpoint.
     encoder_tag : str
-        Identifies the encoder weights (file, size, mtime) and the audio
+        Identifies the encoder weights (content digest) and its audio
         preprocessing, for caches.
     """
 
@@ -113,12 +119,39 @@ class YourTTS:
         self.d_vector_dim = int(model.args.d_vector_dim)
         lm = model.language_manager
         self.languages = list(lm.name_to_id) if lm is not None else []
-        se_path = encoder_file or os.path.join(model_dir, "model_se.pth")
-        st = os.stat(se_path)
-        self.encoder_tag = (
-            f"{se_path}:{st.st_size}:{st.st_mtime_ns}:"
-            f"{self.encoder_trim_db}:{self.encoder_sound_norm}:"
-            f"{self.encoder_db_level}"
+        self.encoder_file = encoder_file or os.path.join(
+            model_dir, "model_se.pth"
+        )
+
+    @functools.cached_property
+    def _encoder_weights_digest(self):
+        """Content digest of the encoder checkpoint, read once."""
+        return file_digest(self.encoder_file)
+
+    @property
+    def encoder_tag(self):
+        """``weights digest:preprocessing digest`` of the speaker encoder.
+
+        By content, not by path or file time: a moved release keeps its
+        caches; other weights, another audio config or other preprocessing
+        attributes give another tag. The weights are read once, on first
+        use.
+        """
+        audio = self.encoder_config.audio
+        audio = audio.to_dict() if hasattr(audio, "to_dict") else dict(audio)
+        preprocessing = {
+            "audio": audio,
+            "sample_rate": self.encoder_sample_rate,
+            "hop_length": self.encoder_hop_length,
+            "win_length": self.encoder_win_length,
+            "trim_db": self.encoder_trim_db,
+            "sound_norm": self.encoder_sound_norm,
+            "db_level": self.encoder_db_level,
+        }
+        config = json.dumps(preprocessing, sort_keys=True, default=str)
+        return (
+            f"{self._encoder_weights_digest}:"
+            f"{hashlib.sha1(config.encode()).hexdigest()}"
         )
 
     @property

@@ -16,6 +16,9 @@ finished, the content digests of its outputs.
   its options; a later run with other options is refused with one error
   naming the differing keys, instead of mixing two configurations in one
   folder.
+* :func:`reopen_stage` marks a finished stage ``running`` again before it
+  is added to (a cache that grows with new entries), so a crash before the
+  next :func:`finish_stage` leaves it resumable, never taken as done.
 * :func:`seed_stage` seeds a stage from the recipe seed and its name, so a
   run resumed between stages draws what an uninterrupted one draws.
 
@@ -44,6 +47,7 @@ __all__ = [
     "check_recorded_options",
     "finish_stage",
     "read_stage",
+    "reopen_stage",
     "seed_stage",
     "stage_is_done",
 ]
@@ -187,6 +191,51 @@ def begin_stage(folder, opts, name="stage", shared=False):
     if same:
         logger.info("%s: resuming the unfinished run in %s", name, folder)
     return False
+
+
+def reopen_stage(folder, name="stage"):
+    """Mark a finished stage as ``running`` again, keeping its options and
+    outputs, before its outputs are added to.
+
+    For caches whose entries accumulate across calls (embeddings of the
+    utterances asked for so far): :func:`begin_stage` says ``done`` for
+    their options, yet a call asks for entries they lack. Writing those
+    under a ``done`` record would let a crash before :func:`finish_stage`
+    leave outputs that differ from the recorded ones; reopened, the next
+    run resumes instead. A folder that is not a finished stage is left as
+    it is.
+
+    Arguments
+    ---------
+    folder : str
+        Stage folder.
+    name : str
+        For log messages.
+
+    Returns
+    -------
+    bool
+        ``True`` when the record was reopened.
+
+    Example
+    -------
+    >>> folder = os.path.join(getfixture("tmpdir"), "cache")
+    >>> _ = begin_stage(folder, {"model": "m"})
+    >>> _ = finish_stage(folder, {"model": "m"})
+    >>> reopen_stage(folder), read_stage(folder)["status"]
+    (True, 'running')
+    >>> begin_stage(folder, {"model": "m"})  # resumes, keeps the folder
+    False
+    >>> reopen_stage(os.path.join(folder, "absent"))
+    False
+    """
+    rec = read_stage(folder)
+    if rec is None or rec.get("status") != "done":
+        return False
+    rec["status"] = "running"
+    write_json(os.path.join(folder, STAGE_FILE), rec)
+    logger.info("%s: adding to the finished run in %s", name, folder)
+    return True
 
 
 def seed_stage(seed, name):

@@ -261,9 +261,9 @@ def test_legacy_v050_release_names_load(tts, tiny_dir, tmp_path):
         replace={"speakers.json": _json_to_pth},
     )
     legacy = load_yourtts(folder)
-    assert legacy.encoder_tag.startswith(
-        os.path.join(folder, "model_se.pth.tar")
-    )
+    assert legacy.encoder_file == os.path.join(folder, "model_se.pth.tar")
+    # Same weights and audio config under another name: the same tag.
+    assert legacy.encoder_tag == tts.encoder_tag
     assert legacy.model.speaker_manager.num_speakers == 4
     for (name, a), b in zip(
         tts.model.state_dict().items(), legacy.model.state_dict().values()
@@ -516,7 +516,11 @@ def test_embed_manifest_caches_in_shards_and_resumes(tts, tmp_path):
     assert first["skipped"] == {"b/s/9": "silent"}
     assert first["embeddings"].shape == (3, 512)
     assert (first["computed"], first["cached"]) == (2, 0)
-    assert sorted(os.listdir(cache)) == ["chunk-00000.pt", "chunk-00001.pt"]
+    assert sorted(os.listdir(cache)) == [
+        "chunk-00000.pt",
+        "chunk-00001.pt",
+        "stage.json",
+    ]
 
     again = embed_manifest(tts, str(manifest), str(cache), **kw)
     assert (again["computed"], again["cached"]) == (0, 2)

@@ -175,7 +175,9 @@ def test_cache_reuse_and_partial(tmp_path):
     first = extract_embeddings(
         enc, items[:2], cache_path=cache, model_tag="m1", progress=False
     )
-    assert enc.seen == 2 and os.path.isfile(cache)
+    folder = str(tmp_path / "cache" / "emb")
+    assert enc.seen == 2
+    assert sorted(os.listdir(folder)) == ["embeddings.pt", "stage.json"]
     # Same items and tag: nothing recomputed.
     again = extract_embeddings(
         enc, items[:2], cache_path=cache, model_tag="m1", progress=False

@@ -37,6 +37,8 @@ Authors
 """
 
 import dataclasses
+import functools
+import inspect
 import json
 import os
 
@@ -135,41 +137,69 @@ def pseudo_labels(hparams, rnd, reps, device, precision):
     """Stage 2 of round ``rnd`` (``precision``: the run option, used by
     the multi-objective model's forwards)."""
     method = hparams["clustering_method"]
+    name, _ = method_name(method)
     kwargs = {
         "representations": reps,
         "manifests": {
             "train": hparams["train_annotation"],
             "dev": hparams["valid_annotation"],
         },
-        "out_dir": os.path.join(
-            round_dir(hparams, rnd), f"clustering_{method}"
-        ),
+        "out_dir": os.path.join(round_dir(hparams, rnd), f"clustering_{name}"),
         "n_clusters": hparams["n_clusters"],
         "report_ami": hparams["report_ami"],
         "l2_normalize": hparams["l2_normalize"],
         "standardize": hparams["standardize"],
         "center": hparams["center"],
         "seed": hparams["seed"],
-        "baseline_options": hparams["baseline_options"],
         "model_factory": hparams["clustering_model"],
         "clustering_hparams": hparams["clustering_hparams"],
         "opt_class": hparams["clustering_opt_class"],
         "device": device,
     }
-    if method == "ours":
+    if name == OURS:
         kwargs["precision"] = precision
     kwargs["train_logger"] = hparams["train_logger"]
     out = run_on_main(pseudo_label_stage, args=[method], kwargs=kwargs)
     if out["report"] is not None:
         report = out["report"]
         hparams["train_logger"].log_stats(
-            stats_meta={"round": rnd, "clustering": method},
+            stats_meta={"round": rnd, "clustering": name},
             train_stats={
                 k: report[k]
                 for k in ("acc", "nmi", "ari", "purity", "clusters_used")
             },
         )
     return out
+
+
+def method_name(method):
+    """``(name, options)`` of the yaml's ``clustering_method``: ``"ours"``
+    for ``ClusteringBrain`` (a subclass: its class name), ``"oracle"`` for
+    ``oracle_labels`` (the true speakers), a baseline's ``method`` and
+    options for a partial of :func:`speechbrain_ssv.clustering.baselines.cluster`.
+    The name makes the stage's folder (``clustering_<name>``), record and
+    seed."""
+    if inspect.isclass(method) and issubclass(method, ClusteringBrain):
+        return (OURS if method is ClusteringBrain else method.__name__), {}
+    if method is oracle_labels:
+        return ORACLE, {}
+    if (
+        isinstance(method, functools.partial)
+        and method.func is cluster
+        and not method.args
+        and method.keywords.get("method") in METHODS
+    ):
+        options = dict(method.keywords)
+        return options.pop("method"), options
+    raise HparamsError(
+        "clustering_method",
+        f"is {method!r}; expected "
+        "!name:speechbrain_ssv.brains.clustering.ClusteringBrain (ours), "
+        "!name:speechbrain_ssv.clustering.pseudolabels.oracle_labels (the "
+        "true speakers) or a baseline (!ref <clustering_baseline>: "
+        "!name:speechbrain_ssv.clustering.baselines.cluster with method: one "
+        f"of {', '.join(METHODS)} and its options)",
+    )
 
 
 def cluster_representations(
@@ -181,7 +211,6 @@ def cluster_representations(
     standardize,
     center,
     seed,
-    baseline_options=None,
     model_factory=None,
     clustering_hparams=None,
     opt_class=None,
@@ -195,11 +224,12 @@ def cluster_representations(
 ):
     """Cluster ``[N, D]`` representations into at most ``n_clusters``.
 
-    ``method="ours"`` trains the multi-objective model
-    (:func:`train_clustering_model`); ``"oracle"`` returns the true
-    speakers (the upper-bound row); any name of
-    :data:`speechbrain_ssv.clustering.baselines.METHODS` runs that
-    baseline with ``baseline_options``. Inputs are scaled first
+    ``method`` is the yaml's ``clustering_method`` (:func:`method_name`):
+    ``ClusteringBrain`` trains the multi-objective model
+    (:func:`train_clustering_model`); ``oracle_labels`` returns the true
+    speakers (the upper-bound row); a partial of
+    :func:`speechbrain_ssv.clustering.baselines.cluster` runs that
+    baseline. Inputs are scaled first
     (:func:`speechbrain_ssv.clustering.pseudolabels.scale_features`).
 
     Returns
@@ -208,13 +238,8 @@ def cluster_representations(
         ``labels`` (``[N]`` int64 numpy, compacted to ``0..K-1``) and
         ``history`` (per-epoch reports of ``"ours"``, else ``None``).
     """
-    if method not in (OURS, ORACLE) and method not in METHODS:
-        raise HparamsError(
-            "clustering_method",
-            f"is {method!r}; expected {OURS!r}, {ORACLE!r} (true speakers) "
-            f"or one of {', '.join(METHODS)}",
-        )
-    if method == ORACLE:
+    name, _ = method_name(method)
+    if name == ORACLE:
         if true is None:
             raise HparamsError(
                 "clustering_method",
@@ -224,10 +249,8 @@ def cluster_representations(
     x = scale_features(features, l2_normalize, standardize, center)
     if x.dim() != 2 or x.shape[0] < 2:
         raise ValueError(f"features must be [N >= 2, D]; got {tuple(x.shape)}")
-    if method != OURS:
-        labels = cluster(
-            x.numpy(), method, n_clusters, seed=seed, **(baseline_options or {})
-        )
+    if isinstance(method, functools.partial):  # a baseline
+        labels = method(x.numpy(), n_clusters=n_clusters, seed=seed)
         return {"labels": np.asarray(labels, dtype=np.int64), "history": None}
     aug = None
     if aug_features is not None:
@@ -238,6 +261,7 @@ def cluster_representations(
         clustering_hparams,
         model_factory,
         opt_class,
+        brain_class=method,
         seed=seed,
         work_dir=work_dir,
         true=true,
@@ -270,6 +294,7 @@ def train_clustering_model(
     model_factory,
     opt_class,
     *,
+    brain_class=ClusteringBrain,
     seed,
     work_dir=None,
     true=None,
@@ -296,6 +321,8 @@ def train_clustering_model(
         module.
     opt_class : callable
         The yaml's ``clustering_opt_class``.
+    brain_class : type
+        The yaml's ``clustering_method``: ``ClusteringBrain`` or a subclass.
     seed : int
         The recipe seed.
     work_dir : str | None
@@ -396,7 +423,7 @@ def train_clustering_model(
     use_aug = aug is not None and any(
         hparams[k] for k in ("infonce_weight", "aug_weight", "vicreg_weight")
     )
-    brain = ClusteringBrain(
+    brain = brain_class(
         modules={"model": model, "marginal": marginal},
         opt_class=opt_class,
         hparams=brain_hp,
@@ -445,8 +472,8 @@ def pseudo_label_stage(
 
     Arguments
     ---------
-    method : str
-        ``"ours"`` or a baseline name (:func:`cluster_representations`).
+    method : object
+        The yaml's ``clustering_method`` (:func:`method_name`).
     representations : dict
         Output of :func:`extract_representations`.
     manifests : dict
@@ -477,6 +504,7 @@ def pseudo_label_stage(
     if not manifests:
         raise ValueError("pseudo_label_stage needs at least one manifest")
     names = list(manifests)
+    name, options = method_name(method)
     json_kwargs = {
         k: v
         for k, v in cluster_kwargs.items()
@@ -484,8 +512,11 @@ def pseudo_label_stage(
         # bf16 autocast rounds the MLP's matmuls; the losses stay fp32).
         if k not in ("device", "precision", "progress", "train_logger")
     }
+    # A baseline's options under the key of the records written when they
+    # were a yaml key of their own: unchanged runs keep skipping.
+    json_kwargs["baseline_options"] = options
     opts = {
-        "method": method,
+        "method": name,
         "n_clusters": int(n_clusters),
         "representations": representations["digest"],
         "manifests": {
@@ -495,12 +526,12 @@ def pseudo_label_stage(
         "cluster": json_kwargs,
     }
     out_csv = {k: os.path.join(out_dir, f"pseudo_{k}.csv") for k in names}
-    if not begin_stage(out_dir, opts, f"clustering ({method})"):
-        seed_stage(cluster_kwargs["seed"], f"clustering/{method}")
+    if not begin_stage(out_dir, opts, f"clustering ({name})"):
+        seed_stage(cluster_kwargs["seed"], f"clustering/{name}")
         ids = representations["ids"]
         true = (
             true_labels([manifests[k] for k in names], ids)
-            if metrics or method == ORACLE
+            if metrics or name == ORACLE
             else None
         )
         result = cluster_representations(
@@ -529,7 +560,7 @@ def pseudo_label_stage(
                 true, labels, features=feats, ami=report_ami
             )
             write_report(
-                {method: report},
+                {name: report},
                 os.path.join(out_dir, "report.json"),
                 os.path.join(out_dir, "report.md"),
             )
@@ -705,6 +736,7 @@ def main(argv):
             raise HparamsError(
                 key, f"is {hparams[key]!r}; expected an integer >= 1"
             )
+    method_name(hparams["clustering_method"])  # fails before stage 1's hours
     summary, prev_export = {"rounds": []}, None
     for rnd in range(1, hparams["rounds"] + 1):
         entry = {"round": rnd}

@@ -42,6 +42,7 @@ from speechbrain_ssv.utils.errors import (
     HparamsError,
     ManifestError,
 )
+from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import write_wav
 from speechbrain_ssv.utils.stages import begin_stage, finish_stage
 
@@ -703,12 +704,11 @@ def test_clustering_method_is_a_yaml_object():
     assert name_of(ClusteringBrain) == ("ours", {})
     assert name_of(oracle_labels) == ("oracle", {})
     # A baseline with its options, as the command-line overrides give it.
-    with open(os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml")) as f:
-        hp = load_hyperpyyaml(
-            f,
-            "{clustering_method: !ref <clustering_baseline>, "
-            "clustering_baseline: {n_init: 2}}",
-        )
+    hp = load_hparams(
+        os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml"),
+        "{clustering_method: !ref <clustering_baseline>, clustering_baseline: "
+        "!name:speechbrain_ssv.clustering.baselines.cluster {n_init: 2}}",
+    )
     assert name_of(hp["clustering_method"]) == ("kmeans", {"n_init": 2})
     for wrong in ("ours", torch.nn.Linear, functools.partial(cluster)):
         with pytest.raises(HparamsError, match="^clustering_method: is "):

@@ -87,13 +87,16 @@ def child(method, n, args):
     import sklearn.cluster  # noqa: F401
     import torch
 
+    from speechbrain_ssv.brains.clustering import ClusteringBrain
+    from speechbrain_ssv.clustering.baselines import cluster
     from speechbrain_ssv.clustering.metrics import cluster_accuracy
     from speechbrain_ssv.lobes.clustering import ClusteringMLP
 
     recipe, paper, opt_class = recipe_clustering()
 
     def cluster_representations(method, x, k, true_labels=None, **kw):
-        """The recipe's dispatcher, l2 input normalisation as the paper."""
+        """The recipe's dispatcher, l2 input normalisation as the paper;
+        ``method`` is what the yaml's ``clustering_method`` would hold."""
         return recipe.cluster_representations(
             method, x, k, l2_normalize=True, standardize=False, center=False,
             seed=kw.pop("seed", 0), true=true_labels, **kw,
@@ -103,6 +106,8 @@ def child(method, n, args):
     x, y = make_blobs(n, args.dim, args.clusters, args.spread)
     batch = min(args.batch_size, n)
     if method == "ours":
+        # The yaml's !name:speechbrain_ssv.brains.clustering.ClusteringBrain
+        runs = ClusteringBrain
         kwargs = {
             "model_factory": functools.partial(
                 ClusteringMLP, hidden_size=args.hidden_size
@@ -125,18 +130,18 @@ def child(method, n, args):
     elif method == "faiss_kmeans":
         # faiss' own defaults but the iteration count: random initial
         # centres, at most 256 points per centre sampled for the fit.
-        kwargs = {"baseline_options": {"niter": args.faiss_niter}}
+        # The yaml's !name:speechbrain_ssv.clustering.baselines.cluster
+        runs = functools.partial(cluster, method=method, niter=args.faiss_niter)
+        kwargs = {}
     else:
-        kwargs = {
-            "baseline_options": {
-                "batch_size": batch,
-                "max_iter": args.epochs,
-                "n_init": 1,
-            }
-        }
+        runs = functools.partial(
+            cluster, method=method, batch_size=batch, max_iter=args.epochs,
+            n_init=1,
+        )  # fmt: skip
+        kwargs = {}
     # Warm-up on a small slice: lazily loaded kernels, thread pools and
     # allocator caches are a fixed cost, not the cost of clustering N points.
-    warm = dict(kwargs)
+    warm, warm_runs = dict(kwargs), runs
     if method == "ours":
         warm["clustering_hparams"] = dict(
             kwargs["clustering_hparams"], batch_size=256, number_of_epochs=1
@@ -144,10 +149,8 @@ def child(method, n, args):
         warm["clustering_hparams"]["warm_start"] = None
         warm["true_labels"] = None
     elif method == "minibatch_kmeans":
-        warm["baseline_options"] = dict(
-            kwargs["baseline_options"], batch_size=256
-        )
-    cluster_representations(method, x[:1000], min(args.clusters, 50), **warm)
+        warm_runs = functools.partial(runs, batch_size=256)
+    cluster_representations(warm_runs, x[:1000], min(args.clusters, 50), **warm)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak()
@@ -157,7 +160,7 @@ def child(method, n, args):
     # random draws (initial centres, weights, batches) only.
     torch.manual_seed(args.seed)
     out = cluster_representations(
-        method, x, args.clusters, seed=args.seed, **kwargs
+        runs, x, args.clusters, seed=args.seed, **kwargs
     )
     seconds = time.perf_counter() - t0
     peak_kb = rss_kb("VmHWM")

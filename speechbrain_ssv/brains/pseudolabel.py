@@ -12,7 +12,6 @@ Authors
 
 import speechbrain as sb
 
-from speechbrain_ssv.brains.base import unwrap
 from speechbrain_ssv.brains.supervised import SupervisedBrain
 from speechbrain_ssv.utils.errors import HparamsError
 
@@ -21,15 +20,15 @@ __all__ = ["PseudoLabelBrain"]
 
 class PseudoLabelBrain(SupervisedBrain):
     """Speaker-embedding training on pseudo-labels (stage 3) with the margin
-    softmax chosen by ``hparams.margin_loss``.
+    softmax of the yaml's ``margin_loss``.
 
-    ``margin_loss`` names one entry of the ``margin_losses`` module (a
-    ``torch.nn.ModuleDict`` in ``modules``, so AdaFace's running norm
-    statistics move to the device and are checkpointed), e.g. ``aam``
-    (:class:`speechbrain_ssv.lobes.margins.AAMSoftmax`, SpeechBrain's own,
-    paper ``s = 30, m = 0.1``), ``ocsoftmax`` or ``adaface``. Every loss is
-    called as ``loss(cosine, labels, feature_norms=norms)``, where ``norms``
-    are the l2 norms of the embeddings *before* the ECAPA ``Classifier``
+    Forward and objectives are :class:`SupervisedBrain`'s; only the loss
+    differs. ``margin_loss`` is one module in ``modules`` (so AdaFace's
+    running norm statistics move to the device and are checkpointed), e.g.
+    :class:`speechbrain_ssv.lobes.margins.AAMSoftmax` (SpeechBrain's own,
+    paper ``s = 30, m = 0.1``), ``OCSoftmax`` or ``AdaFace``. It is called
+    as ``loss(cosine, labels, feature_norms=norms)``, where ``norms`` are
+    the l2 norms of the embeddings *before* the ECAPA ``Classifier``
     normalises them (AdaFace's quality proxy; the others ignore them).
 
     The training manifest's ``spk_id`` column holds the pseudo-labels
@@ -37,91 +36,55 @@ class PseudoLabelBrain(SupervisedBrain):
     writes no true label). Without a validation set (every held-out
     utterance fell into a cluster absent from training), the checkpoint
     and the verification happen at the end of each training epoch.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> modules = {
+    ...     "compute_features": Fbank(n_mels=8),
+    ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
+    ...     "embedding_model": ECAPA_TDNN(8, channels=[8, 8, 8, 8, 24],
+    ...                                   attention_channels=4, lin_neurons=6),
+    ...     "classifier": Classifier(6, out_neurons=3),
+    ... }
+    >>> PseudoLabelBrain(modules=modules, hparams={"wav_augment": None})
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.HparamsError: modules: margin_loss: missing: ...
     """
 
-    def margin_loss(self):
-        """The selected margin-softmax module.
-
-        Returns
-        -------
-        torch.nn.Module
-            Called as ``loss(cosine, labels, feature_norms=None)``.
-        """
-        name = getattr(self.hparams, "margin_loss", None)
-        # unwrap: ``--compile`` without compile_module_keys compiles every
-        # module, and a compiled ModuleDict supports neither ``in`` nor
-        # indexing.
-        losses = (
-            unwrap(self.modules["margin_losses"])
-            if "margin_losses" in self.modules
-            else None
-        )
-        if losses is None:
-            losses = getattr(self.hparams, "margin_losses", None)
-        if losses is None:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "margin_loss" not in self.modules:
             raise HparamsError(
-                "margin_losses",
-                "missing: expected a torch.nn.ModuleDict of margin losses "
-                "(aam, ocsoftmax, adaface) in modules",
+                "modules: margin_loss",
+                "missing: expected the yaml's margin_loss (e.g. "
+                "!new:speechbrain_ssv.lobes.margins.AAMSoftmax) in modules",
             )
-        if name not in losses:
-            raise HparamsError(
-                "margin_loss",
-                f"is {name!r}; expected one of {sorted(losses.keys())}",
-            )
-        return losses[name]
 
-    def compute_forward(self, batch, stage):
-        """Augment (training only), embed, classify; keep the norms.
+    def classification_loss(self, logits, labels, lens, embeddings):
+        """The margin softmax on the pseudo-labels, with the embedding norms.
 
         Arguments
         ---------
-        batch : PaddedBatch
-            With ``sig`` and ``spk_id_encoded``.
-        stage : sb.Stage
-            TRAIN, VALID or TEST.
-
-        Returns
-        -------
-        tuple
-            (cosine ``[B, 1, C]``, relative lengths, embedding norms ``[B]``).
-        """
-        batch = batch.to(self.device)
-        wavs, lens = batch.sig
-        augment = getattr(self.hparams, "wav_augment", None)
-        if stage == sb.Stage.TRAIN and augment is not None:
-            wavs, lens = augment(wavs, lens)
-        emb = self.encode(wavs, lens)
-        norms = emb.norm(dim=-1)
-        return self.modules.classifier(emb.unsqueeze(1)), lens, norms
-
-    def compute_objectives(self, predictions, batch, stage):
-        """Margin-softmax loss on the pseudo-labels; classification error
-        on VALID/TEST.
-
-        Arguments
-        ---------
-        predictions : tuple
-            Output of :meth:`compute_forward`.
-        batch : PaddedBatch
-            The batch.
-        stage : sb.Stage
-            TRAIN, VALID or TEST.
+        logits : torch.Tensor
+            ``[B, 1, C]`` cosines.
+        labels : torch.Tensor
+            ``[B, 1]`` pseudo-labels.
+        lens : torch.Tensor
+            Relative lengths (unused).
+        embeddings : torch.Tensor
+            ``[B, 1, D]`` embeddings before the classifier's normalisation.
 
         Returns
         -------
         torch.Tensor
             The loss.
         """
-        cosine, lens, norms = predictions
-        labels, _ = batch.spk_id_encoded
-        augment = getattr(self.hparams, "wav_augment", None)
-        if stage == sb.Stage.TRAIN and augment is not None:
-            labels = augment.replicate_labels(labels)
-        loss = self.margin_loss()(cosine, labels, feature_norms=norms)
-        if stage != sb.Stage.TRAIN:
-            self.error_metrics.append(batch.id, cosine, labels, lens)
-        return loss
+        norms = embeddings.squeeze(1).norm(dim=-1)
+        return self.modules.margin_loss(logits, labels, feature_norms=norms)
 
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
         """As :meth:`speechbrain.Brain.fit`; remembers whether a validation

@@ -56,39 +56,58 @@ from speechbrain_ssv.utils.stages import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "IVECTOR_DEFAULTS",
+    "IVECTOR_OPTIONS",
+    "check_ivector_options",
     "extract_representations",
     "load_representations",
     "manifest_options",
     "manifest_rows",
 ]
 
-#: i-vector settings (:func:`extract_representations`); defaults follow
-#: Kaldi's VoxCeleb i-vector recipe (egs/voxceleb/v1: 20 MFCCs from 40 mel
-#: bands with deltas and double deltas, a 2048-component UBM, 400-dim
-#: i-vectors, 5 EM iterations on the 100k longest utterances), since the
-#: paper extracts its i-vectors with Kaldi (Appendix D.3) without details.
-IVECTOR_DEFAULTS = {
-    "n_mfcc": 20,
-    "n_mels": 40,
-    "f_min": 20.0,
-    "f_max": 7600.0,
-    "n_components": 2048,
-    "rank": 400,
-    "ubm_iter": 10,
-    "split_iter": 2,
-    "tv_iter": 5,
-    "min_div": True,
-    "var_floor": 1e-3,
-    "ubm_utts": 30000,
-    "tv_utts": 100000,
-    "frames_per_batch": 100000,
-    "stats_batch_size": 256,
-    "shard_size": 20000,
-    # Keep all MFCCs in memory when they fit (and num_workers is 0),
-    # instead of recomputing them at every EM pass.
-    "feature_cache_mb": 2048,
-}
+#: i-vector settings (:func:`extract_representations`). There are no code
+#: defaults: the pseudo-label yamls set every one in ``ivector_options``
+#: (their comments say what each does; the full-scale values follow Kaldi's
+#: VoxCeleb i-vector recipe, since the paper extracts its i-vectors with
+#: Kaldi, Appendix D.3, without details).
+IVECTOR_OPTIONS = (
+    "n_mfcc", "n_mels", "f_min", "f_max", "n_components", "rank", "ubm_iter",
+    "split_iter", "tv_iter", "min_div", "var_floor", "ubm_utts", "tv_utts",
+    "frames_per_batch", "stats_batch_size", "shard_size", "feature_cache_mb",
+)  # fmt: skip
+
+
+def check_ivector_options(options):
+    """The yaml's ``ivector_options`` as a dict, checked against
+    :data:`IVECTOR_OPTIONS`.
+
+    Arguments
+    ---------
+    options : dict | None
+        Every key of :data:`IVECTOR_OPTIONS`, no other.
+
+    Returns
+    -------
+    dict
+        A copy of ``options``.
+
+    Example
+    -------
+    >>> check_ivector_options({"n_mfcc": 20})
+    Traceback (most recent call last):
+    ...
+    speechbrain_ssv.utils.errors.HparamsError: ivector_options: missing [...
+    """
+    options = dict(options or {})
+    missing = [k for k in IVECTOR_OPTIONS if k not in options]
+    unknown = sorted(set(options) - set(IVECTOR_OPTIONS))
+    if missing or unknown:
+        raise HparamsError(
+            "ivector_options",
+            f"missing {missing}, unknown {unknown}: list every option of "
+            "IVECTOR_OPTIONS, no other (the pseudo-label recipe yamls "
+            "explain each)",
+        )
+    return options
 
 
 def manifest_rows(csv_path, data_folder=None):
@@ -406,7 +425,7 @@ def extract_representations(
 
     ``kind="ivector"``: MFCCs (SpeechBrain's ``MFCC``, deltas and double
     deltas, sentence mean normalisation) -> UBM + T matrix trained on
-    subsets of the corpus (:data:`IVECTOR_DEFAULTS`) -> i-vectors of every
+    subsets of the corpus (``ivector_options``) -> i-vectors of every
     utterance, streaming in shards (``shards_*/``; the UBM and extractor
     are saved as ``ubm.ckpt`` / ``extractor.ckpt`` once trained, so a
     killed run resumes where it stopped).
@@ -434,7 +453,8 @@ def extract_representations(
     sample_rate : int
         Expected sampling rate.
     ivector_options : dict | None
-        Overrides of :data:`IVECTOR_DEFAULTS`.
+        Every i-vector setting (:data:`IVECTOR_OPTIONS`; ``kind="ivector"``
+        only).
     encoder_source : str | None
         Exported encoder folder (``kind="encoder"``).
     batch_size : int
@@ -471,14 +491,7 @@ def extract_representations(
         "seed": seed,
     }
     if kind == "ivector":
-        unknown = sorted(set(ivector_options or {}) - set(IVECTOR_DEFAULTS))
-        if unknown:
-            raise HparamsError(
-                "ivector_options",
-                f"unknown key(s) {unknown}; expected some of "
-                f"{sorted(IVECTOR_DEFAULTS)}",
-            )
-        iv = {**IVECTOR_DEFAULTS, **(ivector_options or {})}
+        iv = check_ivector_options(ivector_options)
         opts["ivector"] = iv
     else:
         if not encoder_source:

@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import inspect
 import pathlib
+import textwrap
 
 import pytest
 import ruamel.yaml
@@ -103,18 +104,23 @@ def _hparams_reads(tree):
 
 
 def brain_reads(cls):
-    """Keys a Brain class reads from its hparams: its own methods and those
-    of every base class of this package, plus the module-level functions of
-    their modules (helpers that receive the Brain)."""
-    keys = set()
+    """Keys a Brain class reads from its hparams: the methods it runs (its
+    own and those it inherits from this package's classes; an overridden
+    method does not run), plus the module-level functions of their
+    modules (helpers that receive the Brain)."""
+    keys, seen = set(), set()
     for klass in cls.__mro__:
         if not klass.__module__.startswith("speechbrain_ssv"):
             continue
-        keys |= _hparams_reads(ast.parse(inspect.getsource(klass)))
+        (node,) = ast.parse(textwrap.dedent(inspect.getsource(klass))).body
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name not in seen:
+                seen.add(item.name)
+                keys |= _hparams_reads(item)
         module = ast.parse(inspect.getsource(inspect.getmodule(klass)))
-        for node in module.body:
-            if isinstance(node, ast.FunctionDef):
-                keys |= _hparams_reads(node)
+        for item in module.body:
+            if isinstance(item, ast.FunctionDef):
+                keys |= _hparams_reads(item)
     return keys
 
 

@@ -1,6 +1,7 @@
 """Pseudo-label pipeline: pseudo-labelled manifests, stage skip/resume,
-the clustering Brain (blobs, exact resume, low-memory backward) and the
-margin-loss selection of the stage-3 Brain."""
+the i-vector options and the clustering method of the yamls, the clustering
+Brain (blobs, exact resume, low-memory backward) and the margin loss of the
+stage-3 Brain."""
 
 import csv
 import functools
@@ -25,8 +26,13 @@ from speechbrain_ssv.brains.clustering import (
     vat_radii,
 )
 from speechbrain_ssv.brains.pseudolabel import PseudoLabelBrain
+from speechbrain_ssv.clustering import representations as reps_module
+from speechbrain_ssv.clustering.baselines import cluster
 from speechbrain_ssv.clustering.metrics import cluster_accuracy
-from speechbrain_ssv.clustering.pseudolabels import write_pseudolabel_csv
+from speechbrain_ssv.clustering.pseudolabels import (
+    oracle_labels,
+    write_pseudolabel_csv,
+)
 from speechbrain_ssv.clustering.representations import extract_representations
 from speechbrain_ssv.data.pipelines import make_supervised_datasets
 from speechbrain_ssv.lobes.clustering import ClusteringMLP, RunningMarginal
@@ -36,6 +42,7 @@ from speechbrain_ssv.utils.errors import (
     HparamsError,
     ManifestError,
 )
+from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import write_wav
 from speechbrain_ssv.utils.schedulers import EpochDecayScheduler
 from speechbrain_ssv.utils.stages import begin_stage, finish_stage
@@ -57,11 +64,23 @@ def _recipe():
 
 
 RECIPE_MODULE = _recipe()
-pseudo_label_stage = functools.partial(
-    RECIPE_MODULE.pseudo_label_stage,
-    l2_normalize=True, standardize=False, center=False, seed=0,
-)  # fmt: skip
 _SCALING = {"l2_normalize": True, "standardize": False, "center": False}
+
+
+def _method(name):
+    """What the yaml's ``clustering_method`` holds for ``name``."""
+    if name == "ours":
+        return ClusteringBrain
+    if name == "oracle":
+        return oracle_labels
+    return functools.partial(cluster, method=name)
+
+
+def pseudo_label_stage(method, *args, **kwargs):
+    """The recipe's stage 2 with the method ``method`` names."""
+    return RECIPE_MODULE.pseudo_label_stage(
+        _method(method), *args, seed=0, **_SCALING, **kwargs
+    )
 
 
 def cluster_representations(method, x, n, seed=0, true_labels=None,
@@ -74,17 +93,21 @@ def cluster_representations(method, x, n, seed=0, true_labels=None,
         kwargs.setdefault("opt_class", functools.partial(
             torch.optim.SGD, lr=hp["lr_annealing"].lr, momentum=0.9))  # fmt: skip
     return RECIPE_MODULE.cluster_representations(
-        method, x, n, seed=seed, true=true_labels, clustering_hparams=hp,
-        **_SCALING, **kwargs,
+        _method(method), x, n, seed=seed, true=true_labels,
+        clustering_hparams=hp, **_SCALING, **kwargs,
     )  # fmt: skip
+
+
+def _yaml(name="pseudolabel_minivox.yaml"):
+    """One of the recipe's yamls, loaded."""
+    with open(os.path.join(RECIPE, "hparams", name)) as f:
+        return load_hyperpyyaml(f, {"data_folder": "unused"})
 
 
 def _minivox_clustering():
     """The minivox yaml's clustering_hparams, without its warm start and
     its train log (under the recipe's results folder)."""
-    with open(os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml")) as f:
-        hp = load_hyperpyyaml(f)["clustering_hparams"]
-    return dict(hp, warm_start=None, train_logger=None)
+    return dict(_yaml()["clustering_hparams"], warm_start=None, train_logger=None)
 
 
 def _decay(lr):
@@ -215,9 +238,9 @@ def test_oracle_stage_uses_the_true_speakers(tmp_path):
 
 def test_extract_ivectors_stage(tmp_path):
     train, ids = _manifest(tmp_path, "t", 6, wav_len=8000)
-    opts = {"n_mfcc": 4, "n_mels": 10, "n_components": 2, "rank": 3,
-            "ubm_iter": 1, "split_iter": 1, "tv_iter": 1, "stats_batch_size": 4,
-            "shard_size": 4}  # fmt: skip
+    opts = dict(_yaml()["ivector_options"], n_mfcc=4, n_mels=10,
+                n_components=2, rank=3, ubm_iter=1, split_iter=1, tv_iter=1,
+                stats_batch_size=4, shard_size=4)  # fmt: skip
     folder = tmp_path / "reps"
     reps = extract_representations(
         "ivector", [train], folder, ivector_options=opts
@@ -251,12 +274,34 @@ def test_extract_ivectors_stage(tmp_path):
     )
     assert aug["aug_features"].shape == (6, 3)
     assert not np.allclose(aug["aug_features"], aug["features"])
-    with pytest.raises(HparamsError, match="unknown key"):
-        extract_representations(
-            "ivector", [train], folder, ivector_options={"rnak": 3}
-        )
     with pytest.raises(HparamsError, match="encoder_source"):
         extract_representations("encoder", [train], folder)
+
+
+def test_ivector_options_come_from_the_yaml(tmp_path):
+    """No code defaults: both yamls list every i-vector option, and a
+    missing or unknown one is one error naming it."""
+    assert not hasattr(reps_module, "IVECTOR_DEFAULTS")
+    for name in ("pseudolabel.yaml", "pseudolabel_minivox.yaml"):
+        options = _yaml(name)["ivector_options"]
+        assert list(options) == list(reps_module.IVECTOR_OPTIONS), name
+    train, _ = _manifest(tmp_path, "t", 2, wav_len=8000)
+    folder = tmp_path / "reps"
+    full = _yaml()["ivector_options"]
+    lacking = {k: v for k, v in full.items() if k != "var_floor"}
+    with pytest.raises(HparamsError, match="missing \\['var_floor'\\]"):
+        extract_representations(
+            "ivector", [train], folder, ivector_options=lacking
+        )
+    with pytest.raises(
+        HparamsError, match="ivector_options: .*unknown \\['rnak'\\]"
+    ):
+        extract_representations(
+            "ivector", [train], folder, ivector_options=dict(full, rnak=3)
+        )
+    with pytest.raises(HparamsError, match="missing \\['n_mfcc'"):
+        extract_representations("ivector", [train], folder)
+    assert not os.path.exists(folder / "features.npy")
 
 
 # ---------------------------------------------------------------------------
@@ -635,6 +680,11 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     assert os.path.isfile(tmp_path / "history.json")
     with pytest.raises(HparamsError, match="clustering_method"):
         cluster_representations("kmeanz", x.numpy(), 4)
+    # A name (the yamls' former string switch) is one error naming the key.
+    with pytest.raises(HparamsError, match="clustering_method: is 'kmeans'"):
+        RECIPE_MODULE.cluster_representations(
+            "kmeans", x.numpy(), 4, seed=0, **_SCALING
+        )
     with pytest.raises(HparamsError, match="unknown \\['epochs'\\]"):
         cluster_representations(
             "ours", x.numpy(), 4, clustering_hparams={"epochs": 3}
@@ -644,15 +694,37 @@ def test_cluster_representations_ours_and_errors(tmp_path):
     del hp["vat_xi"]
     with pytest.raises(HparamsError, match="missing \\['vat_xi'\\]"):
         RECIPE_MODULE.cluster_representations(
-            "ours", x.numpy(), 4, seed=0, clustering_hparams=hp,
+            ClusteringBrain, x.numpy(), 4, seed=0, clustering_hparams=hp,
             opt_class=torch.optim.SGD,
             model_factory=functools.partial(ClusteringMLP, hidden_size=8),
             **_SCALING,
         )  # fmt: skip
 
 
+def test_clustering_method_is_a_yaml_object():
+    """The yamls name the object that clusters; the recipe derives the
+    stage's name (its folder, record and seed) from it."""
+    name_of = RECIPE_MODULE.method_name
+    for name in ("pseudolabel.yaml", "pseudolabel_minivox.yaml"):
+        hp = _yaml(name)
+        assert hp["clustering_method"] is ClusteringBrain, name
+        assert "baseline_options" not in hp
+    assert name_of(ClusteringBrain) == ("ours", {})
+    assert name_of(oracle_labels) == ("oracle", {})
+    # A baseline with its options, as the command-line overrides give it.
+    hp = load_hparams(
+        os.path.join(RECIPE, "hparams", "pseudolabel_minivox.yaml"),
+        "{clustering_method: !ref <clustering_baseline>, clustering_baseline: "
+        "!name:speechbrain_ssv.clustering.baselines.cluster {n_init: 2}}",
+    )
+    assert name_of(hp["clustering_method"]) == ("kmeans", {"n_init": 2})
+    for wrong in ("ours", torch.nn.Linear, functools.partial(cluster)):
+        with pytest.raises(HparamsError, match="^clustering_method: is "):
+            name_of(wrong)
+
+
 # ---------------------------------------------------------------------------
-# PseudoLabelBrain: margin-loss selection
+# PseudoLabelBrain: the yaml's margin loss
 # ---------------------------------------------------------------------------
 
 
@@ -666,16 +738,12 @@ class _Recorder(torch.nn.Module):
         return cosine.sum() * 0.0
 
 
-def _pl_brain(name):
+def _pl_modules(loss):
     from speechbrain.lobes.features import Fbank
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
     from speechbrain.processing.features import InputNormalization
 
     torch.manual_seed(0)
-    losses = torch.nn.ModuleDict(
-        {"aam": AAMSoftmax(0.1, 30.0), "ocsoftmax": OCSoftmax(), "adaface": AdaFace(),
-         "spy": _Recorder()}
-    )  # fmt: skip
     modules = {
         "compute_features": Fbank(n_mels=8),
         "mean_var_norm": InputNormalization(
@@ -685,12 +753,17 @@ def _pl_brain(name):
             8, channels=[8, 8, 8, 8, 24], attention_channels=4, lin_neurons=6
         ),
         "classifier": Classifier(6, out_neurons=3),
-        "margin_losses": losses,
     }
+    if loss is not None:
+        modules["margin_loss"] = loss
+    return modules
+
+
+def _pl_brain(loss):
     return PseudoLabelBrain(
-        modules=modules,
+        modules=_pl_modules(loss),
         opt_class=functools.partial(torch.optim.Adam, lr=1e-3),
-        hparams={"margin_loss": name},
+        hparams={"wav_augment": None},
         run_opts={"noprogressbar": True, "device": "cpu"},
     )
 
@@ -702,13 +775,29 @@ def _batch():
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "name,cls",
-    [("aam", AAMSoftmax), ("ocsoftmax", OCSoftmax), ("adaface", AdaFace)],
-)
-def test_pseudolabel_brain_selects_margin_loss(name, cls):
-    brain = _pl_brain(name)
-    assert type(brain.margin_loss()) is cls
+def test_margin_loss_is_one_yaml_object():
+    """Each yaml builds, registers and checkpoints the one margin loss it
+    trains with; the Brain calls that module."""
+    for name in ("pseudolabel.yaml", "pseudolabel_minivox.yaml"):
+        hp = _yaml(name)
+        loss = hp["margin_loss"]
+        assert type(loss) is AAMSoftmax, name
+        assert hp["modules"]["margin_loss"] is loss
+        assert hp["checkpointer"].recoverables["margin_loss"] is loss
+        assert "margin_losses" not in hp
+        assert "margin_losses" not in hp["checkpointer"].recoverables
+    spy = _Recorder()
+    brain = _pl_brain(spy)
+    batch = _batch()
+    brain.compute_objectives(
+        brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+    )
+    assert len(spy.calls) == 1
+
+
+@pytest.mark.parametrize("cls", [AAMSoftmax, OCSoftmax, AdaFace])
+def test_pseudolabel_brain_trains_with_each_margin_loss(cls):
+    brain = _pl_brain(cls())
     brain.modules.train()
     batch = _batch()
     loss = brain.compute_objectives(
@@ -718,12 +807,14 @@ def test_pseudolabel_brain_selects_margin_loss(name, cls):
 
 
 def test_adaface_receives_embedding_norms():
-    brain = _pl_brain("spy")
+    spy = _Recorder()
+    brain = _pl_brain(spy)
     brain.modules.train()
     batch = _batch()
-    cosine, lens, norms = brain.compute_forward(batch, sb.Stage.TRAIN)
-    brain.compute_objectives((cosine, lens, norms), batch, sb.Stage.TRAIN)
-    _, labels, got = brain.modules.margin_losses["spy"].calls[-1]
+    brain.compute_objectives(
+        brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+    )
+    _, labels, got = spy.calls[-1]
     with torch.no_grad():
         emb = brain.encode(batch.sig[0], batch.sig[1])
     assert torch.allclose(got, emb.norm(dim=-1), atol=1e-5)
@@ -731,16 +822,17 @@ def test_adaface_receives_embedding_norms():
     # Not the norms of the normalised embeddings the classifier scores.
     assert not torch.allclose(got, torch.ones_like(got))
 
-    ada = _pl_brain("adaface")
+    ada = _pl_brain(AdaFace())
     ada.modules.train()
-    before = float(ada.modules.margin_losses["adaface"].running_mean)
+    before = float(ada.modules.margin_loss.running_mean)
     ada.compute_objectives(
         ada.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
     )
-    assert float(ada.modules.margin_losses["adaface"].running_mean) != before
+    assert float(ada.modules.margin_loss.running_mean) != before
 
 
-def test_unknown_margin_loss_names_the_key():
-    brain = _pl_brain("arcface")
-    with pytest.raises(HparamsError, match="margin_loss: is 'arcface'"):
-        brain.margin_loss()
+def test_missing_margin_loss_or_wav_augment_names_the_key():
+    with pytest.raises(HparamsError, match="modules: margin_loss: missing"):
+        _pl_brain(None)
+    with pytest.raises(HparamsError, match="^wav_augment: missing"):
+        PseudoLabelBrain(modules=_pl_modules(AAMSoftmax()), hparams={})

@@ -37,6 +37,8 @@ Authors
 """
 
 import dataclasses
+import functools
+import inspect
 import json
 import os
 
@@ -135,41 +137,69 @@ def pseudo_labels(hparams, rnd, reps, device, precision):
     """Stage 2 of round ``rnd`` (``precision``: the run option, used by
     the multi-objective model's forwards)."""
     method = hparams["clustering_method"]
+    name, _ = method_name(method)
     kwargs = {
         "representations": reps,
         "manifests": {
             "train": hparams["train_annotation"],
             "dev": hparams["valid_annotation"],
         },
-        "out_dir": os.path.join(
-            round_dir(hparams, rnd), f"clustering_{method}"
-        ),
+        "out_dir": os.path.join(round_dir(hparams, rnd), f"clustering_{name}"),
         "n_clusters": hparams["n_clusters"],
         "report_ami": hparams["report_ami"],
         "l2_normalize": hparams["l2_normalize"],
         "standardize": hparams["standardize"],
         "center": hparams["center"],
         "seed": hparams["seed"],
-        "baseline_options": hparams["baseline_options"],
         "model_factory": hparams["clustering_model"],
         "clustering_hparams": hparams["clustering_hparams"],
         "opt_class": hparams["clustering_opt_class"],
         "device": device,
     }
-    if method == "ours":
+    if name == OURS:
         kwargs["precision"] = precision
     kwargs["train_logger"] = hparams["train_logger"]
     out = run_on_main(pseudo_label_stage, args=[method], kwargs=kwargs)
     if out["report"] is not None:
         report = out["report"]
         hparams["train_logger"].log_stats(
-            stats_meta={"round": rnd, "clustering": method},
+            stats_meta={"round": rnd, "clustering": name},
             train_stats={
                 k: report[k]
                 for k in ("acc", "nmi", "ari", "purity", "clusters_used")
             },
         )
     return out
+
+
+def method_name(method):
+    """``(name, options)`` of the yaml's ``clustering_method``: ``"ours"``
+    for ``ClusteringBrain`` (a subclass: its class name), ``"oracle"`` for
+    ``oracle_labels`` (the true speakers), a baseline's ``method`` and
+    options for a partial of :func:`speechbrain_ssv.clustering.baselines.cluster`.
+    The name makes the stage's folder (``clustering_<name>``), record and
+    seed."""
+    if inspect.isclass(method) and issubclass(method, ClusteringBrain):
+        return (OURS if method is ClusteringBrain else method.__name__), {}
+    if method is oracle_labels:
+        return ORACLE, {}
+    if (
+        isinstance(method, functools.partial)
+        and method.func is cluster
+        and not method.args
+        and method.keywords.get("method") in METHODS
+    ):
+        options = dict(method.keywords)
+        return options.pop("method"), options
+    raise HparamsError(
+        "clustering_method",
+        f"is {method!r}; expected "
+        "!name:speechbrain_ssv.brains.clustering.ClusteringBrain (ours), "
+        "!name:speechbrain_ssv.clustering.pseudolabels.oracle_labels (the "
+        "true speakers) or a baseline (!ref <clustering_baseline>: "
+        "!name:speechbrain_ssv.clustering.baselines.cluster with method: one "
+        f"of {', '.join(METHODS)} and its options)",
+    )
 
 
 def cluster_representations(
@@ -181,7 +211,6 @@ def cluster_representations(
     standardize,
     center,
     seed,
-    baseline_options=None,
     model_factory=None,
     clustering_hparams=None,
     opt_class=None,
@@ -195,11 +224,12 @@ def cluster_representations(
 ):
     """Cluster ``[N, D]`` representations into at most ``n_clusters``.
 
-    ``method="ours"`` trains the multi-objective model
-    (:func:`train_clustering_model`); ``"oracle"`` returns the true
-    speakers (the upper-bound row); any name of
-    :data:`speechbrain_ssv.clustering.baselines.METHODS` runs that
-    baseline with ``baseline_options``. Inputs are scaled first
+    ``method`` is the yaml's ``clustering_method`` (:func:`method_name`):
+    ``ClusteringBrain`` trains the multi-objective model
+    (:func:`train_clustering_model`); ``oracle_labels`` returns the true
+    speakers (the upper-bound row); a partial of
+    :func:`speechbrain_ssv.clustering.baselines.cluster` runs that
+    baseline. Inputs are scaled first
     (:func:`speechbrain_ssv.clustering.pseudolabels.scale_features`).
 
     Returns
@@ -208,13 +238,8 @@ def cluster_representations(
         ``labels`` (``[N]`` int64 numpy, compacted to ``0..K-1``) and
         ``history`` (per-epoch reports of ``"ours"``, else ``None``).
     """
-    if method not in (OURS, ORACLE) and method not in METHODS:
-        raise HparamsError(
-            "clustering_method",
-            f"is {method!r}; expected {OURS!r}, {ORACLE!r} (true speakers) "
-            f"or one of {', '.join(METHODS)}",
-        )
-    if method == ORACLE:
+    name, _ = method_name(method)
+    if name == ORACLE:
         if true is None:
             raise HparamsError(
                 "clustering_method",
@@ -224,10 +249,8 @@ def cluster_representations(
     x = scale_features(features, l2_normalize, standardize, center)
     if x.dim() != 2 or x.shape[0] < 2:
         raise ValueError(f"features must be [N >= 2, D]; got {tuple(x.shape)}")
-    if method != OURS:
-        labels = cluster(
-            x.numpy(), method, n_clusters, seed=seed, **(baseline_options or {})
-        )
+    if isinstance(method, functools.partial):  # a baseline
+        labels = method(x.numpy(), n_clusters=n_clusters, seed=seed)
         return {"labels": np.asarray(labels, dtype=np.int64), "history": None}
     aug = None
     if aug_features is not None:
@@ -238,6 +261,7 @@ def cluster_representations(
         clustering_hparams,
         model_factory,
         opt_class,
+        brain_class=method,
         seed=seed,
         work_dir=work_dir,
         true=true,
@@ -266,10 +290,11 @@ BUILD_KEYS = (
 def train_clustering_model(
     x,
     n_clusters,
-    hparams,
+    settings,
     model_factory,
     opt_class,
     *,
+    brain_class=ClusteringBrain,
     seed,
     work_dir=None,
     true=None,
@@ -287,7 +312,7 @@ def train_clustering_model(
         ``[N, D]`` scaled features.
     n_clusters : int
         ``C``.
-    hparams : dict
+    settings : dict
         The yaml's ``clustering_hparams``: the keys of :data:`BUILD_KEYS`
         and of ``ClusteringBrain``'s ``REQUIRED_HPARAMS`` (but ``seed``,
         ``epoch_counter``, ``history_file``, ``plot_file``: set here).
@@ -296,6 +321,8 @@ def train_clustering_model(
         module.
     opt_class : callable
         The yaml's ``clustering_opt_class``.
+    brain_class : type
+        The yaml's ``clustering_method``: ``ClusteringBrain`` or a subclass.
     seed : int
         The recipe seed.
     work_dir : str | None
@@ -312,13 +339,13 @@ def train_clustering_model(
     ClusteringBrain
         Trained.
     """
-    hparams = dict(hparams or {})
+    settings = dict(settings or {})
     set_here = {"seed", "epoch_counter", "history_file", "plot_file"}
-    clash = sorted(set_here & set(hparams))
+    clash = sorted(set_here & set(settings))
     missing = sorted(
-        (set(BUILD_KEYS) | set(REQUIRED_HPARAMS)) - set(hparams) - set_here
+        (set(BUILD_KEYS) | set(REQUIRED_HPARAMS)) - set(settings) - set_here
     )
-    unknown = sorted(set(hparams) - set(BUILD_KEYS) - set(REQUIRED_HPARAMS))
+    unknown = sorted(set(settings) - set(BUILD_KEYS) - set(REQUIRED_HPARAMS))
     if clash or missing or unknown:
         raise HparamsError(
             "clustering_hparams",
@@ -333,16 +360,16 @@ def train_clustering_model(
             "missing: the yaml builds the clustering model and its optimizer",
         )
     n, dim = x.shape
-    batch = min(int(hparams["batch_size"]), n)
+    batch = min(int(settings["batch_size"]), n)
     model = model_factory(input_dim=dim, n_clusters=n_clusters)
     marginal = RunningMarginal(
         n_clusters,
         momentum=RunningMarginal.momentum_for(
-            n_clusters, batch, hparams["marginal_samples_per_cluster"]
+            n_clusters, batch, settings["marginal_samples_per_cluster"]
         ),
     )
-    counter = EpochCounter(int(hparams["number_of_epochs"]))
-    brain_hp = {k: hparams[k] for k in REQUIRED_HPARAMS if k in hparams}
+    counter = EpochCounter(int(settings["number_of_epochs"]))
+    brain_hp = {k: settings[k] for k in REQUIRED_HPARAMS if k in settings}
     brain_hp.update(seed=seed, epoch_counter=counter)
     brain_hp["history_file"] = brain_hp["plot_file"] = None
     checkpointer = None
@@ -362,7 +389,7 @@ def train_clustering_model(
         )
     if train_logger is not None:
         brain_hp["train_logger"] = train_logger
-    warm = hparams["warm_start"]
+    warm = settings["warm_start"]
     fresh = checkpointer is None or checkpointer.find_checkpoint() is None
     if warm and fresh:
         extra = sorted(set(warm) - {"method", "epochs", "lr", "options"})
@@ -376,13 +403,13 @@ def train_clustering_model(
                         **(warm.get("options") or {}))  # fmt: skip
         fit_to_assignment(model, x, start, warm["epochs"], warm["lr"], batch,
                           seed, device)  # fmt: skip
-    radius = hparams["vat_radius"]
+    radius = settings["vat_radius"]
     if radius == "knn":
         radii = vat_radii(
             x.to(device),
-            k=hparams["knn_k"],
-            scale=hparams["knn_scale"],
-            reference_size=hparams["knn_reference"],
+            k=settings["knn_k"],
+            scale=settings["knn_scale"],
+            reference_size=settings["knn_reference"],
             seed=seed,
         ).cpu()
     else:
@@ -394,9 +421,9 @@ def train_clustering_model(
                 f"is {radius!r}; expected 'knn' or a number",
             ) from None
     use_aug = aug is not None and any(
-        hparams[k] for k in ("infonce_weight", "aug_weight", "vicreg_weight")
+        settings[k] for k in ("infonce_weight", "aug_weight", "vicreg_weight")
     )
-    brain = ClusteringBrain(
+    brain = brain_class(
         modules={"model": model, "marginal": marginal},
         opt_class=opt_class,
         hparams=brain_hp,
@@ -445,8 +472,8 @@ def pseudo_label_stage(
 
     Arguments
     ---------
-    method : str
-        ``"ours"`` or a baseline name (:func:`cluster_representations`).
+    method : object
+        The yaml's ``clustering_method`` (:func:`method_name`).
     representations : dict
         Output of :func:`extract_representations`.
     manifests : dict
@@ -477,6 +504,7 @@ def pseudo_label_stage(
     if not manifests:
         raise ValueError("pseudo_label_stage needs at least one manifest")
     names = list(manifests)
+    name, options = method_name(method)
     json_kwargs = {
         k: v
         for k, v in cluster_kwargs.items()
@@ -492,8 +520,11 @@ def pseudo_label_stage(
             for k, v in json_kwargs["clustering_hparams"].items()
             if k != "train_logger"
         }
+    # A baseline's options under the key of the records written when they
+    # were a yaml key of their own: unchanged runs keep skipping.
+    json_kwargs["baseline_options"] = options
     opts = {
-        "method": method,
+        "method": name,
         "n_clusters": int(n_clusters),
         "representations": representations["digest"],
         "manifests": {
@@ -503,12 +534,12 @@ def pseudo_label_stage(
         "cluster": json_kwargs,
     }
     out_csv = {k: os.path.join(out_dir, f"pseudo_{k}.csv") for k in names}
-    if not begin_stage(out_dir, opts, f"clustering ({method})"):
-        seed_stage(cluster_kwargs["seed"], f"clustering/{method}")
+    if not begin_stage(out_dir, opts, f"clustering ({name})"):
+        seed_stage(cluster_kwargs["seed"], f"clustering/{name}")
         ids = representations["ids"]
         true = (
             true_labels([manifests[k] for k in names], ids)
-            if metrics or method == ORACLE
+            if metrics or name == ORACLE
             else None
         )
         result = cluster_representations(
@@ -537,7 +568,7 @@ def pseudo_label_stage(
                 true, labels, features=feats, ami=report_ami
             )
             write_report(
-                {method: report},
+                {name: report},
                 os.path.join(out_dir, "report.json"),
                 os.path.join(out_dir, "report.md"),
             )
@@ -740,6 +771,7 @@ def main(argv):
             raise HparamsError(
                 key, f"is {hparams[key]!r}; expected an integer >= 1"
             )
+    method_name(hparams["clustering_method"])  # fails before stage 1's hours
     summary, prev_export = {"rounds": []}, None
     for rnd in range(1, hparams["rounds"] + 1):
         entry = {"round": rnd}

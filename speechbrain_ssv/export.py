@@ -42,13 +42,15 @@ import re
 import shutil
 import socket
 import sys
+from types import SimpleNamespace
 
 import torch
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.tag import Tag
 
-from speechbrain_ssv.eval.report import model_card, recipe_name
+from speechbrain_ssv.eval.report import method_label, model_card, recipe_name
 from speechbrain_ssv.export_checks import (  # noqa: F401 (re-exported)
     EXPORT_MARKER,
     PROBE_SAMPLE_RATE,
@@ -408,10 +410,6 @@ def check_card_metrics(metrics, where):
 def _card_info(train_yaml, hparams_file, encoder_key, metrics, method):
     """The model-card fields of ``export_info.json``."""
     if method is None and isinstance(train_yaml.get("method"), str):
-        from types import SimpleNamespace
-
-        from speechbrain_ssv.eval.report import method_label
-
         method = method_label(
             SimpleNamespace(
                 hparams=SimpleNamespace(method=train_yaml["method"])
@@ -571,15 +569,11 @@ def _write_folder(
 
 def _tagged(tag, **kwargs):
     node = CommentedMap(kwargs)
-    from ruamel.yaml.tag import Tag
-
     node.yaml_set_ctag(Tag(suffix=tag))
     return node
 
 
 def _replace_refs(text):
-    import re
-
     return re.sub(r"'?@@REF<(\w+)>'?", r"!ref <\1>", text)
 
 

@@ -13,6 +13,7 @@ import os
 import tempfile
 
 import torch
+from speechbrain.inference.speaker import EncoderClassifier
 
 from speechbrain_ssv.utils.errors import SSVInputError
 from speechbrain_ssv.utils.io import file_digest
@@ -195,8 +196,6 @@ def verify_export(folder, device="cpu"):
         Naming the file whose tensors did not load, or the folder when the
         probe's embedding is not finite.
     """
-    from speechbrain.inference.speaker import EncoderClassifier
-
     with tempfile.TemporaryDirectory() as savedir:
         model = EncoderClassifier.from_hparams(
             source=folder, savedir=savedir, run_opts={"device": device}

@@ -19,7 +19,12 @@ from speechbrain.utils.distributed import (
     run_on_main,
 )
 
+from speechbrain_ssv.augment import UtteranceAugment
+from speechbrain_ssv.data.voxceleb import prepare_voxceleb
+from speechbrain_ssv.eval.report import method_label, plot_title
+from speechbrain_ssv.export import export_checkpoint
 from speechbrain_ssv.utils.errors import HparamsError
+from speechbrain_ssv.utils.hparams import load_hparams
 from speechbrain_ssv.utils.io import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -43,8 +48,6 @@ def setup_experiment(argv):
     tuple
         ``(hparams, run_opts, hparams_file)``.
     """
-    from speechbrain_ssv.utils.hparams import load_hparams
-
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_hparams(hparams_file, overrides)
@@ -91,8 +94,6 @@ def prepare_voxceleb_data(hparams):
         ``verification_file``, ``split_ratio``, ``min_duration``, ``seed``,
         ``skip_prep``).
     """
-    from speechbrain_ssv.data.voxceleb import prepare_voxceleb
-
     run_on_main(
         prepare_voxceleb,
         kwargs={
@@ -160,8 +161,6 @@ def load_augmentation_banks(hparams):
     hparams : dict
         Loaded hyperparameters.
     """
-    from speechbrain_ssv.augment import UtteranceAugment
-
     augmenters = [
         v for v in hparams.values() if isinstance(v, UtteranceAugment)
     ]
@@ -212,8 +211,6 @@ def final_verification(brain, min_key=None, max_key=None):
     }
     brain.checkpointer.recover_if_possible(**kwargs)
     out_dir = os.path.join(brain.hparams.output_folder, "verification", "final")
-    from speechbrain_ssv.eval.report import method_label, plot_title
-
     # The recovered checkpoint's epoch, for a title a reader understands.
     counter = getattr(brain.hparams, "epoch_counter", None)
     metrics = brain.verify(
@@ -280,9 +277,6 @@ def export_and_report(
     extra_results : dict | None
         More entries for ``results.json`` (e.g. probe accuracies).
     """
-    from speechbrain_ssv.eval.report import method_label
-    from speechbrain_ssv.export import export_checkpoint
-
     saved = glob.glob(os.path.join(hparams["save_folder"], "CKPT+*"))
     untrained = bool(export_folder) and not saved and brain.optimizer_step == 0
     if untrained:

@@ -189,6 +189,7 @@ class FaissKMeans:
         verbose=False,
     ):
         try:
+            # optional dependency: faiss (speechbrain-ssv[faiss])
             import faiss
         except ImportError:
             raise ImportError(

@@ -13,8 +13,9 @@ import argparse
 import os
 import sys
 
+from speechbrain_ssv.eval.score_model import score_model
 from speechbrain_ssv.eval.scoring import NORM_METHODS
-from speechbrain_ssv.utils.errors import SSVInputError
+from speechbrain_ssv.utils.errors import SSVInputError, report_user_error
 
 
 def _parser():
@@ -112,8 +113,6 @@ def main(argv=None):
         The exit status: 0, or 2 after printing an input error as one
         ``error: ...`` line (with the traceback when ``SSV_DEBUG=1``).
     """
-    from speechbrain_ssv.utils.errors import report_user_error
-
     args = _parser().parse_args(argv)
     if args.batch_size < 1:
         return report_user_error(
@@ -127,8 +126,6 @@ def main(argv=None):
         trials = os.path.splitext(os.path.basename(args.trials))[0]
         out = f"score_{model}_{trials}"
     try:
-        from speechbrain_ssv.eval.score_model import score_model
-
         m = score_model(
             args.model,
             args.trials,

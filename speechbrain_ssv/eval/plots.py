@@ -212,6 +212,7 @@ def plot_tsne(
     >>> plot_tsne(emb, ["a"] * 20 + ["b"] * 20, p, max_points=30, max_iter=250).shape
     (30, 2)
     """
+    # lazy: sklearn.manifold adds ~0.15 s to `import speechbrain_ssv.eval`
     from sklearn.manifold import TSNE
 
     if isinstance(embeddings, torch.Tensor):

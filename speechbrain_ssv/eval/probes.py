@@ -20,6 +20,9 @@ import os
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from speechbrain_ssv.eval.embeddings import extract_embeddings
 from speechbrain_ssv.eval.plots import plot_tsne
@@ -84,10 +87,6 @@ def linear_probe(features, labels, test_fraction=0.3, seed=0, max_iter=1000):
     >>> res["accuracy"] > 0.9, round(res["chance_uniform"], 3), res["n_classes"]
     (True, 0.333, 3)
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
     x = _numpy(features)
     y = np.asarray([str(v) for v in labels])
     if x.ndim != 2 or x.shape[0] != y.shape[0]:

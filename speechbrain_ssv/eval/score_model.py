@@ -15,12 +15,14 @@ import os
 import tempfile
 
 import torch
+from speechbrain.inference.speaker import EncoderClassifier
 
 from speechbrain_ssv.eval.trials import read_trials
 from speechbrain_ssv.eval.verification import (
     evaluate_verification,
     utt_to_wav_from_csv,
 )
+from speechbrain_ssv.export_checks import EXPORT_MARKER, verify_checksums
 from speechbrain_ssv.utils.errors import ManifestError, SSVInputError
 from speechbrain_ssv.utils.io import file_digest
 
@@ -86,10 +88,6 @@ def load_encoder(model, device="cpu", savedir=None):
         When the folder does not exist or has no ``hyperparams.yaml``, or a
         recorded checksum does not match.
     """
-    from speechbrain.inference.speaker import EncoderClassifier
-
-    from speechbrain_ssv.export_checks import EXPORT_MARKER, verify_checksums
-
     model = os.fspath(model)
     if not os.path.isdir(model):
         raise SSVInputError(model, "model folder does not exist")

@@ -270,8 +270,7 @@ _BACKENDS = ("auto", "faiss", "torch")
 def _import_faiss():
     """The faiss module, or ``None`` when it is not installed."""
     try:
-        # faiss is an optional extra (speechbrain-ssv[faiss]): imported only
-        # when a search may use it.
+        # optional dependency: faiss (speechbrain-ssv[faiss])
         import faiss
     except ImportError:
         return None

@@ -30,6 +30,10 @@ Authors
 """
 
 import torch
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+from speechbrain_ssv.lobes.mfa_conformer import MFAConformer
+from speechbrain_ssv.utils.errors import HparamsError
 
 __all__ = [
     "FRONTENDS",
@@ -201,8 +205,6 @@ def build_frontend(kind, **configs):
     >>> type(enc).__name__, enc(torch.randn(2, 30, 20)).shape
     ('ECAPA_TDNN', torch.Size([2, 1, 8]))
     """
-    from speechbrain_ssv.utils.errors import HparamsError
-
     if kind not in FRONTENDS:
         raise HparamsError(
             "frontend", f"is {kind!r}; expected one of {list(FRONTENDS)}"
@@ -213,11 +215,7 @@ def build_frontend(kind, **configs):
             f"has no settings; give build_frontend a '{kind}:' mapping",
         )
     if kind == "mfa_conformer":
-        from speechbrain_ssv.lobes.mfa_conformer import MFAConformer
-
         return MFAConformer(**configs[kind])
-    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-
     return ECAPA_TDNN(**configs[kind])
 
 

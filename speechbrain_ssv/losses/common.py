@@ -250,6 +250,7 @@ def gather_with_grad(x):
         or dist.get_world_size() == 1
     ):
         return x, 0
+    # lazy: fails to import on torch builds without distributed support
     import torch.distributed.nn.functional as dist_fn
 
     parts = dist_fn.all_gather(x)

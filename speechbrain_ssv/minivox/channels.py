@@ -299,9 +299,7 @@ def room_rir(rng, absorption, distance, max_order, dims=None):
     angle = rng.uniform(-0.5, 0.5)
     mic = src + distance * np.array([np.cos(angle), np.sin(angle), 0.0])
     mic = np.clip(mic + [0, 0, rng.uniform(-0.3, 0.2)], 0.3, dims - 0.3)
-    # Imported here, not at the top: pyroomacoustics comes with the minivox
-    # extra, and the rest of this module (and its importers) must work
-    # without it.
+    # optional dependency: pyroomacoustics (minivox extra), only for rooms
     import pyroomacoustics as pra
 
     room = pra.ShoeBox(

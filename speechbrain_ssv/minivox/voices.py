@@ -208,8 +208,8 @@ class EspeakEngine:
     """
 
     def __init__(self, verify=True):
-        # Imported here: espeakng-loader is the optional minivox extra.
         try:
+            # optional dependency: espeakng-loader (the minivox extra)
             import espeakng_loader
         except ImportError as err:
             raise MissingExtraError(

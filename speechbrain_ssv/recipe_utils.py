@@ -212,12 +212,11 @@ def final_verification(brain, min_key=None, max_key=None):
     brain.checkpointer.recover_if_possible(**kwargs)
     out_dir = os.path.join(brain.hparams.output_folder, "verification", "final")
     # The recovered checkpoint's epoch, for a title a reader understands.
-    counter = getattr(brain.hparams, "epoch_counter", None)
     metrics = brain.verify(
         out_dir,
         model_tag=f"final-step{brain.optimizer_step}",
         title=plot_title(
-            method_label(brain), getattr(counter, "current", None)
+            method_label(brain), brain.hparams.epoch_counter.current
         ),
     )
     # Only the main process scored the trials, but log_stats is a

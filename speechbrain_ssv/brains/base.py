@@ -15,9 +15,13 @@ import os
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
+from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain_ssv.eval.report import method_label, plot_title
-from speechbrain_ssv.eval.verification import evaluate_verification
+from speechbrain_ssv.eval.verification import (
+    evaluate_verification,
+    utt_to_wav_from_csv,
+)
 from speechbrain_ssv.utils.errors import HparamsError
 from speechbrain_ssv.utils.precision import first_nonfinite_key
 from speechbrain_ssv.utils.schedulers import EPOCH_CLOCK, StepSchedule
@@ -534,7 +538,6 @@ class VerificationBrain(LRAnnealingMixin, LoaderOptionsMixin, sb.Brain):
         dict
             ``{utt_id: wav_path}`` read from ``hparams.test_annotation``.
         """
-        from speechbrain_ssv.eval.verification import utt_to_wav_from_csv
 
         if not hasattr(self, "_test_utts"):
             self._test_utts = utt_to_wav_from_csv(self.hparams.test_annotation)
@@ -581,8 +584,6 @@ class VerificationBrain(LRAnnealingMixin, LoaderOptionsMixin, sb.Brain):
         own BatchNorm statistics; on GPU SpeechBrain's behaviour is kept.
         """
         if self.distributed_launch and torch.device(self.device).type == "cpu":
-            from torch.nn.parallel import DistributedDataParallel
-
             for name, module in self.modules.items():
                 if any(p.requires_grad for p in module.parameters()):
                     self.modules[name] = DistributedDataParallel(

@@ -117,8 +117,7 @@ def require_tts():
             f"{INSTALL_HINT}"
         )
     try:
-        # coqui-tts is an optional extra (speechbrain-ssv[tts]): imported
-        # only here, after the check above.
+        # optional dependency: coqui-tts (speechbrain-ssv[tts]), checked here
         import TTS
     except ImportError as err:
         raise ImportError(

@@ -104,8 +104,8 @@ def resample(signal, orig_sr, target_sr):
     if orig_sr == target_sr:
         return signal
     try:
-        # soxr comes with the optional coqui-tts extra; without it the
-        # scipy filter below stands in.
+        # scipy's filter below stands in when soxr is absent.
+        # optional dependency: soxr, installed with the tts extra (coqui-tts)
         import soxr
     except ImportError:
         g = gcd(orig_sr, target_sr)
@@ -178,8 +178,8 @@ def _as_signal(item, sample_rate, index):
 def _trim_silence(tts, sig):
     """Coqui's ``trim_silence``: drop 10 ms at each end, then the leading
     and trailing frames more than ``trim_db`` below the peak."""
-    # librosa comes with the optional coqui-tts extra (only encoder configs
-    # with do_trim_silence get here).
+    # Only encoder configs with do_trim_silence get here.
+    # optional dependency: librosa, installed with the tts extra (coqui-tts)
     import librosa
 
     margin = int(tts.encoder_sample_rate * 0.01)

@@ -291,9 +291,10 @@ def load_yourtts(
     (16000, 512, ['en', 'fr-fr', 'pt-br'])
     """
     require_tts()
-    # coqui-tts is an optional extra (speechbrain-ssv[tts]): imported only
-    # when a model is loaded.
+    # optional dependency: coqui-tts (speechbrain-ssv[tts]), when a model loads
     from TTS.config import load_config
+
+    # optional dependency: coqui-tts (speechbrain-ssv[tts]), when a model loads
     from TTS.tts.models import setup_model
 
     if not isinstance(trust_checkpoint, bool):

@@ -27,21 +27,6 @@ MARKER = re.compile(r"#\s*(optional dependency|lazy):\s*\S")
 #: stay next to the code that shows how to use them.
 EXEMPT = {"inside/tiny.py"}
 
-#: Files other #18 helpers are editing at the time of writing, with the
-#: number of unmarked in-function imports they still have. The lead empties
-#: this after merging; the count must match exactly, so an entry that is
-#: fixed (or grows) fails the test and the list cannot go stale.
-PENDING = {
-    # from ... verification import utt_to_wav_from_csv; DistributedDataParallel
-    "brains/base.py": 2,
-    # import soxr; import librosa
-    "inside/speaker_encoder.py": 2,
-    # from TTS.config import load_config; from TTS.tts.models import setup_model
-    "inside/tts.py": 2,
-    # import TTS (coqui-tts check)
-    "inside/release.py": 1,
-}
-
 
 def _function_imports(tree):
     """``Import``/``ImportFrom`` nodes anywhere inside a function or method
@@ -103,15 +88,11 @@ def test_marker_rule_reads_the_source():
 def test_imports_at_the_top():
     """No unexplained import inside a function of ``speechbrain_ssv/``."""
     problems = []
-    counts = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
         if rel in EXEMPT:
             continue
         unmarked = _unmarked_imports(path)
-        if rel in PENDING:
-            counts[rel] = len(unmarked)
-            continue
         problems += [f"{rel}:{line}: {src}" for line, src in unmarked]
     assert not problems, (
         "imports inside functions; move them to the top of the module, or "
@@ -119,18 +100,9 @@ def test_imports_at_the_top():
         "extra, '# lazy: ...' for a cycle or start-up cost):\n"
         + "\n".join(problems)
     )
-    stale = {
-        rel: (PENDING[rel], counts.get(rel))
-        for rel in PENDING
-        if counts.get(rel) != PENDING[rel]
-    }
-    assert not stale, (
-        "PENDING no longer matches the source (file: (listed, found)); "
-        f"update or remove the entries: {stale}"
-    )
 
 
-def test_exempt_and_pending_files_exist():
+def test_exempt_files_exist():
     """Each listed file is still in the package, so no entry outlives it."""
-    for rel in EXEMPT | set(PENDING):
+    for rel in EXEMPT:
         assert (PACKAGE / rel).is_file(), rel

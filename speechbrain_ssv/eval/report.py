@@ -62,6 +62,9 @@ def method_label(brain):
     """
     if brain is None:
         return "unknown method"
+    # Not a setting with a default: only the Brains that run one of several
+    # methods (SDPN/DINO, AP/i-AP/l-AP) have a ``method`` key; the others
+    # are named by their class.
     method = getattr(getattr(brain, "hparams", None), "method", None)
     if isinstance(method, str) and method:
         label = _METHOD_NAMES.get(method, method)

@@ -107,7 +107,9 @@ def _yaml(name="pseudolabel_minivox.yaml"):
 def _minivox_clustering():
     """The minivox yaml's clustering_hparams, without its warm start and
     its train log (under the recipe's results folder)."""
-    return dict(_yaml()["clustering_hparams"], warm_start=None, train_logger=None)
+    return dict(
+        _yaml()["clustering_hparams"], warm_start=None, train_logger=None
+    )
 
 
 def _decay(lr):

@@ -189,7 +189,7 @@ def main(argv):
     prepare_ffsvc_data(hparams)
     prepare_augmentation_data(
         hparams,
-        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+        [hparams["prepare_noise_data"], hparams["prepare_rir_data"]],
     )
     check_speaker_encoder(hparams, hparams_file)
     train_data, valid_data, spk_enc, dev_enc = dataio_prep(

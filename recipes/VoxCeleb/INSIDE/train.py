@@ -669,7 +669,7 @@ def main(argv):
     )
     prepare_augmentation_data(
         hparams,
-        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+        [hparams["prepare_noise_data"], hparams["prepare_rir_data"]],
     )
     hparams["noprogressbar"] = run_opts.get("noprogressbar", False)
 

@@ -69,7 +69,7 @@ def main(argv):
     )
     prepare_augmentation_data(
         hparams,
-        [hparams.get("prepare_noise_data"), hparams.get("prepare_rir_data")],
+        [hparams["prepare_noise_data"], hparams["prepare_rir_data"]],
     )
 
     # Two independent crops of each utterance: view0 the query, view1 the anchor.

@@ -44,7 +44,6 @@ import socket
 import sys
 from types import SimpleNamespace
 
-import torch
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -65,6 +64,7 @@ from speechbrain_ssv.export_checks import (  # noqa: F401 (re-exported)
 from speechbrain_ssv.utils.checkpoints import find_checkpoint
 from speechbrain_ssv.utils.errors import SSVInputError, report_user_error
 from speechbrain_ssv.utils.io import make_temp_dir, save_torch, write_text
+from speechbrain_ssv.utils.pretrained import read_state_dict
 
 FEATURE_KEYS = ("compute_features", "mean_var_norm")
 MODEL_CARD = "README.md"
@@ -196,9 +196,10 @@ def _strip_comments(node):
 
 
 def _load_state(path, prefix=""):
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise SSVInputError(path, "is not a state_dict checkpoint")
+    # The one reader of state_dict files (weights_only, one error naming
+    # the file); the selection below is an export's own: the prefix is
+    # required here, where load_strict takes the whole file without it.
+    state = read_state_dict(path)
     # DDP wraps modules; the bare module must load without the prefix. It
     # is stripped first so ``prefix`` names the bare module's submodule.
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -46,6 +46,7 @@ from speechbrain_ssv.utils.io import (
     save_torch,
     write_text,
 )
+from speechbrain_ssv.utils.pretrained import load_strict
 from speechbrain_ssv.utils.stages import (
     begin_stage,
     finish_stage,
@@ -290,10 +291,12 @@ def _ivectors(
     rng = np.random.default_rng(seed)
     n = len(items)
     if os.path.isfile(ext_path):
-        ext.load_state_dict(torch.load(ext_path, map_location=device))
+        # A resumed stage: strict, and a file from other settings is an
+        # error that names it.
+        load_strict(ext, ext_path)
     else:
         if os.path.isfile(ubm_path):
-            ext.ubm.load_state_dict(torch.load(ubm_path, map_location=device))
+            load_strict(ext.ubm, ubm_path)
         else:
             m = min(n, opts["ubm_utts"] or n)
             idx = np.sort(rng.choice(n, size=m, replace=False))
